@@ -1,0 +1,138 @@
+//! Command-line definitions (clap only); `config.rs` turns them into plain settings.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "jetstart-rs",
+    version,
+    about = "A fast, safe development server for Android Jetpack Compose apps",
+    long_about = "jetstart-rs runs next to your Android project: it shows a QR code that \
+                  the JetStart app scans, authenticates devices over WebSocket, watches your \
+                  sources, builds, and pushes every reload to every connected device."
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once per run; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the development server for a project.
+    Dev(DevArgs),
+    /// Install the Gradle integration (BuildConfig fields) into a project.
+    Init(InitArgs),
+}
+
+/// Flags of `jetstart-rs dev` (SPEC §1).
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Android project root (holds settings.gradle[.kts] and/or app/).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// Project name shown to devices [default: projectName from jetstart.config.json, else the folder's name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// HTTP port; 0 picks any free port.
+    #[arg(short = 'p', long, env = "JETSTART_PORT", default_value_t = 8765)]
+    pub port: u16,
+    /// WebSocket port; 0 picks any free port.
+    #[arg(long, env = "JETSTART_WS_PORT", default_value_t = 8766)]
+    pub ws_port: u16,
+    /// Address advertised in the QR code and BuildConfig [default: auto-detected LAN IPv4].
+    /// Must not be a public IP address; hostnames are taken as they are.
+    #[arg(short = 'H', long, env = "JETSTART_HOST", value_parser = crate::pairing::host::parse_host_flag)]
+    pub host: Option<String>,
+    /// Address the two servers listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Don't render the QR code (the connection details are still printed).
+    #[arg(long, env = "JETSTART_NO_QR", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_qr: bool,
+    /// Machine-readable mode: stdout carries only newline-delimited JSON events.
+    #[arg(long)]
+    pub json: bool,
+    /// File-change debounce window (editors write one save as several events).
+    #[arg(long, value_name = "DUR", default_value = "50ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Full-build command, run with `sh -c` in the project root
+    /// [default: ./gradlew assembleDebug --console=plain, else gradle on PATH].
+    #[arg(long, value_name = "CMD")]
+    pub build_cmd: Option<String>,
+    /// Always use full builds (no DEX hot reload).
+    #[arg(long)]
+    pub no_hot_reload: bool,
+    /// Don't build when the first device connects.
+    #[arg(long)]
+    pub no_initial_build: bool,
+    /// A build running longer is killed and reported as failed.
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    pub build_timeout: Duration,
+    /// A socket that hasn't authenticated by then is closed (4003).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+    /// Retire the session after this long without activity (when no device is connected).
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Retire the session once its token is this old (when no device is connected).
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+    /// How often session expiry is checked.
+    #[arg(long, value_name = "DUR", default_value = "1m", value_parser = parse_duration)]
+    pub cleanup_interval: Duration,
+    /// Open WebSocket connections at most (authenticated or not).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: u32,
+    /// Extra browser origin allowed on the WebSocket (repeatable), e.g. http://my-laptop.local:3000.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// WebSocket ping interval (internal; tests shorten it).
+    #[arg(long, hide = true, default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// A device silent for this long is dropped (internal; tests shorten it).
+    #[arg(long, hide = true, default_value = "90s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+}
+
+/// Flags of `jetstart-rs init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Android project root.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 300ms, 10s, 30m, 1h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! The `dev` command: binds the ports, creates the session, starts every part, shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::protocol::close;
+use crate::report::{Event, Reporter};
+use crate::server::Server;
+
+/// The reason devices are given on shutdown.
+const STOP_REASON: &str = "Server stopped";
+
+/// A server that has bound its ports and is ready to run.
+pub struct Dev {
+    server: Arc<Server>,
+    http: TcpListener,
+    ws: TcpListener,
+}
+
+impl Dev {
+    /// Binds both ports (a port in use is a one-line error naming the flag) and creates the session.
+    pub async fn bind(config: Config) -> Result<Self> {
+        let http = bind(config.bind, config.http_port, "--port").await?;
+        let ws = bind(config.bind, config.ws_port, "--ws-port").await?;
+        let http_port = http.local_addr()?.port();
+        let ws_port = ws.local_addr()?.port();
+        let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
+        let server = Arc::new(Server::new(Arc::new(config), http_port, ws_port, reporter));
+        Ok(Self { server, http, ws })
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn server(&self) -> Arc<Server> {
+        self.server.clone()
+    }
+
+    /// Runs until `shutdown` completes, then stops cleanly (SPEC §1 shutdown).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        let Self { server, http, ws } = self;
+        let session = server.session.current();
+        crate::gradle::write_session(&server, &session)?;
+
+        let hub = server.hub.clone();
+        let hub_task = tokio::spawn(async move { hub.serve(ws).await });
+        let stop_http = tokio_util::sync::CancellationToken::new();
+        let app = crate::http::router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let http_stop = stop_http.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
+        });
+
+        server.reporter.emit(server.ready_event());
+        server.reporter.banner(&server.pairing(&session));
+
+        shutdown.await;
+        tracing::info!("stopping");
+        server.hub.shutdown(STOP_REASON).await;
+        stop_http.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), http_task).await;
+        hub_task.abort();
+        if let Err(e) = crate::gradle::remove_session(&server) {
+            tracing::warn!("could not clean up the session file: {e:#}");
+        }
+        debug_assert_eq!(close::GOING_AWAY, 1001);
+        server.reporter.emit(Event::Stopped {});
+        Ok(())
+    }
+}
+
+async fn bind(addr: std::net::IpAddr, port: u16, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind((addr, port)).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {port} is already in use; choose another with {flag} <PORT> (0 picks a free one)"
+            )
+        } else {
+            anyhow::Error::new(e).context(format!(
+                "could not listen on {addr}:{port} (set with {flag} and --bind)"
+            ))
+        }
+    })
+}
+
+/// Resolves when Ctrl+C or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// `jetstart-rs dev`: resolve, bind, run until a signal.
+pub async fn run(config: Config) -> Result<()> {
+    let dev = Dev::bind(config).await.context("could not start the server")?;
+    dev.run(shutdown_signal()).await
+}

@@ -1,0 +1,145 @@
+//! Checks made before a socket is upgraded: the browser `Origin` rule and the connection limit.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
+/// How long a refused connection (server full) may take to send its request and read the answer.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head read from a refused connection before answering.
+const MAX_REFUSED_HEAD: usize = 8 * 1024;
+
+/// Whether a browser `Origin` may open a socket: localhost in any form on any port, the
+/// advertised host on any port, or one of the `--allow-origin` values (normalized).
+pub fn origin_allowed(origin: &str, advertised_host: &str, extra: &[String]) -> bool {
+    let normalized = crate::config::normalize_origin(origin);
+    if extra.contains(&normalized) {
+        return true;
+    }
+    let Some(authority) = normalized
+        .strip_prefix("http://")
+        .or_else(|| normalized.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => {
+                format!("[{v6}]")
+            }
+            _ => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) if is_port(port) => host.to_owned(),
+            Some(_) => return false,
+            None => authority.to_owned(),
+        }
+    };
+    let advertised = crate::report::url_host(&advertised_host.to_ascii_lowercase());
+    matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") || host == advertised
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// tungstenite handshake callback refusing foreign browser origins with HTTP 403.
+pub struct OriginCheck<'a> {
+    pub advertised_host: &'a str,
+    pub allowed: &'a [String],
+}
+
+impl Callback for OriginCheck<'_> {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        let Some(origin) = request.headers().get("origin") else {
+            // No Origin: not a browser (the Android app, a CLI); the token does the guarding.
+            return Ok(response);
+        };
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| origin_allowed(o, self.advertised_host, self.allowed));
+        if allowed {
+            return Ok(response);
+        }
+        tracing::warn!(origin = ?origin, "refused WebSocket upgrade from a foreign browser origin");
+        let mut refusal = ErrorResponse::new(Some(
+            "origin not allowed; start the server with --allow-origin <ORIGIN> to allow it".to_owned(),
+        ));
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        Err(refusal)
+    }
+}
+
+/// Answers a connection beyond `--max-clients` with HTTP 503 and closes it. The request head
+/// is read first so that the client sees the answer rather than a connection reset.
+pub async fn refuse_full(mut stream: TcpStream) {
+    let refuse = async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REFUSED_HEAD {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = "server full: too many devices connected (see --max-clients)\n";
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_origins_on_any_port_are_allowed() {
+        for origin in [
+            "http://localhost",
+            "http://localhost:3000",
+            "https://127.0.0.1:1",
+            "http://[::1]:8080",
+        ] {
+            assert!(origin_allowed(origin, "192.168.1.5", &[]), "{origin}");
+        }
+    }
+
+    #[test]
+    fn advertised_host_and_extras_are_allowed() {
+        assert!(origin_allowed("http://192.168.1.5:9000", "192.168.1.5", &[]));
+        assert!(origin_allowed("HTTP://My-Laptop.local", "my-laptop.local", &[]));
+        let extra = vec!["https://tools.example.dev".to_owned()];
+        assert!(origin_allowed(
+            "https://tools.example.dev/",
+            "192.168.1.5",
+            &extra
+        ));
+    }
+
+    #[test]
+    fn foreign_and_tricky_origins_are_refused() {
+        for origin in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.evil.example",
+            "http://localhost:80@evil.example",
+            "file://localhost",
+            "null",
+            "http://192.168.1.50",
+            "http://localhost:abc",
+        ] {
+            assert!(!origin_allowed(origin, "192.168.1.5", &[]), "{origin}");
+        }
+    }
+}

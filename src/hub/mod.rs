@@ -1,0 +1,221 @@
+//! The WebSocket hub: accepts devices, authenticates them, and fans reload events out to them.
+
+mod connection;
+pub mod handshake;
+pub mod registry;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::protocol::{close, ApkInfo, CoreMessage};
+use crate::report::Reporter;
+use crate::session::{Session, SessionStore};
+use registry::Registry;
+pub use registry::{ClientInfo, ClientSnapshot, CloseRequest};
+
+/// How long shutdown waits for devices to receive `core:disconnect` and the close frame.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// The hub's share of the settings.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    pub project_name: String,
+    pub advertised_host: String,
+    /// `http://<host>:<port>`, the base of download URLs.
+    pub http_base: String,
+    pub allowed_origins: Vec<String>,
+    pub auth_timeout: Duration,
+    pub max_clients: usize,
+    pub ping_interval: Duration,
+    pub client_timeout: Duration,
+}
+
+impl HubSettings {
+    pub fn new(config: &Config, http_port: u16) -> Self {
+        Self {
+            project_name: config.project_name.clone(),
+            advertised_host: config.host.clone(),
+            http_base: format!("http://{}:{http_port}", crate::report::url_host(&config.host)),
+            allowed_origins: config.allowed_origins.clone(),
+            auth_timeout: config.auth_timeout,
+            max_clients: config.max_clients,
+            ping_interval: config.ping_interval,
+            client_timeout: config.client_timeout,
+        }
+    }
+}
+
+struct Inner {
+    settings: HubSettings,
+    session: Arc<SessionStore>,
+    reporter: Arc<Reporter>,
+    registry: Registry,
+    /// Every accepted TCP connection holds a permit, also during its handshake.
+    slots: Arc<Semaphore>,
+    connections: TaskTracker,
+    stopping: CancellationToken,
+    next_client: AtomicU64,
+    authenticated: watch::Sender<usize>,
+}
+
+/// Handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings, session: Arc<SessionStore>, reporter: Arc<Reporter>) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_clients));
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                session,
+                reporter,
+                registry: Registry::default(),
+                slots,
+                connections: TaskTracker::new(),
+                stopping: CancellationToken::new(),
+                next_client: AtomicU64::new(1),
+                authenticated: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// Accepts connections until [`Hub::shutdown`].
+    pub async fn serve(&self, listener: TcpListener) {
+        let inner = &self.inner;
+        loop {
+            let accepted = tokio::select! {
+                () = inner.stopping.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, addr) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: report, breathe, go on.
+                    tracing::warn!("WebSocket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            match inner.slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let hub = self.clone();
+                    inner.connections.spawn(async move {
+                        connection::handle(hub, stream, addr).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(%addr, "refused a connection: {} sockets open (--max-clients)", inner.settings.max_clients);
+                    inner.connections.spawn(handshake::refuse_full(stream));
+                }
+            }
+        }
+    }
+
+    /// Serializes `message` once and queues the same bytes for every authenticated device.
+    /// A `core:build-complete` is also remembered for devices that connect later.
+    pub fn broadcast(&self, message: &CoreMessage) -> usize {
+        if let CoreMessage::BuildComplete { apk_info, .. } = message {
+            self.inner.registry.set_last_apk(Some(apk_info.clone()));
+        }
+        self.broadcast_encoded(&Utf8Bytes::from(message.encode()))
+    }
+
+    /// Queues already-encoded bytes for every authenticated device.
+    pub fn broadcast_encoded(&self, bytes: &Utf8Bytes) -> usize {
+        self.inner.registry.broadcast(bytes)
+    }
+
+    /// Forgets the last APK (e.g. when a newer build failed and the file is gone).
+    pub fn set_last_apk(&self, apk: Option<ApkInfo>) {
+        self.inner.registry.set_last_apk(apk);
+    }
+
+    /// The current session.
+    pub fn session(&self) -> Arc<Session> {
+        self.inner.session.current()
+    }
+
+    /// `http://<host>:<port>/download/app.apk?token=<token>` for a session.
+    pub fn download_url(&self, session: &Session) -> String {
+        format!(
+            "{}/download/app.apk?token={}",
+            self.inner.settings.http_base, session.token
+        )
+    }
+
+    /// The authenticated devices.
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        self.inner.registry.snapshot()
+    }
+
+    /// Number of authenticated devices.
+    pub fn client_count(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// Follows the number of authenticated devices (e.g. to start the first build).
+    pub fn subscribe_authenticated(&self) -> watch::Receiver<usize> {
+        self.inner.authenticated.subscribe()
+    }
+
+    /// Closes one device; false if it isn't connected.
+    pub fn close_client(&self, client_id: &str, code: u16, reason: &'static str) -> bool {
+        let closed = self
+            .inner
+            .registry
+            .close(client_id, CloseRequest::frame(code, reason));
+        self.publish_count();
+        closed
+    }
+
+    /// Closes every authenticated device, e.g. with 4001 after a rotation.
+    pub fn close_all(&self, code: u16, reason: &'static str) -> usize {
+        let closed = self.inner.registry.close_all(&CloseRequest::frame(code, reason));
+        self.publish_count();
+        closed
+    }
+
+    /// Stops accepting, tells every device `core:disconnect`, closes them with 1001 and waits
+    /// (bounded) for the close frames to go out.
+    pub async fn shutdown(&self, reason: &str) {
+        let inner = &self.inner;
+        inner.stopping.cancel();
+        self.broadcast(&CoreMessage::Disconnect {
+            reason: reason.to_owned(),
+        });
+        inner
+            .registry
+            .close_all(&CloseRequest::frame(close::GOING_AWAY, "server stopping"));
+        inner.connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, inner.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!("some devices did not finish closing in time");
+        }
+    }
+
+    fn publish_count(&self) {
+        self.inner.authenticated.send_replace(self.inner.registry.len());
+    }
+
+    fn next_client_id(&self) -> String {
+        format!(
+            "client-{}",
+            self.inner.next_client.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}

@@ -1,0 +1,338 @@
+//! The registry of authenticated devices: per-client bounded queues, close requests, snapshots.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::protocol::{close, ApkInfo};
+use crate::session::unix_ms;
+
+/// Messages that may wait for one device (SPEC §4). A device further behind is closed with 1013.
+pub const CLIENT_QUEUE_CAPACITY: usize = 256;
+
+/// Why and how a connection should end. The first request wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseRequest {
+    /// Send a close frame; with `drain`, queued messages go out first.
+    Frame {
+        code: u16,
+        reason: Cow<'static, str>,
+        drain: bool,
+    },
+    /// The device sent a close frame; tungstenite answers it on the next flush.
+    PeerClosed,
+    /// The connection is already broken: just drop it.
+    Abort,
+}
+
+impl CloseRequest {
+    pub fn frame(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Frame {
+            code,
+            reason: reason.into(),
+            drain: true,
+        }
+    }
+
+    /// The close code reported in events, if a frame is involved.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Frame { code, .. } => Some(*code),
+            Self::PeerClosed | Self::Abort => None,
+        }
+    }
+}
+
+/// One connection's close latch, shared by its reader, its writer and the registry.
+#[derive(Debug, Clone)]
+pub struct CloseSignal(Arc<watch::Sender<Option<CloseRequest>>>);
+
+impl CloseSignal {
+    pub fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(None)))
+    }
+
+    /// Asks the connection to close; ignored if a close was already requested.
+    pub fn request(&self, request: CloseRequest) -> bool {
+        self.0.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(request);
+            true
+        })
+    }
+
+    pub fn get(&self) -> Option<CloseRequest> {
+        self.0.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<CloseRequest>> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for CloseSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What is known about one authenticated device.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub device_info: Value,
+    pub addr: SocketAddr,
+    /// Unix ms.
+    pub connected_at: u64,
+    last_activity: AtomicU64,
+}
+
+impl ClientInfo {
+    pub fn new(client_id: String, device_info: Value, addr: SocketAddr) -> Self {
+        let now = unix_ms();
+        Self {
+            client_id,
+            device_info,
+            addr,
+            connected_at: now,
+            last_activity: AtomicU64::new(now),
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_activity.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    pub fn last_activity(&self) -> u64 {
+        self.last_activity.load(Ordering::Relaxed)
+    }
+
+    /// The device model for human output, or its client id.
+    pub fn label(&self) -> &str {
+        self.device_info
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.client_id)
+    }
+}
+
+/// A device as listed by `GET /session`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSnapshot {
+    pub client_id: String,
+    pub device_info: Value,
+    pub addr: String,
+    pub connected_at: u64,
+    pub last_activity: u64,
+}
+
+/// A registered device: where to queue its messages and how to close it.
+pub struct ClientEntry {
+    pub info: Arc<ClientInfo>,
+    pub queue: mpsc::Sender<Utf8Bytes>,
+    pub close: CloseSignal,
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: HashMap<String, ClientEntry>,
+    /// The last successful build, replayed to devices that connect later.
+    last_apk: Option<ApkInfo>,
+}
+
+/// Authenticated devices. The lock is only held for non-blocking work (no awaits).
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The registry stays consistent even if a holder panicked: every update is one call.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a device. `greet` runs under the registry lock with the last APK, and returns the
+    /// messages to queue before any broadcast can reach the device (`core:connected`, the last
+    /// build), or `None` to refuse the registration. Returns the number of registered devices.
+    pub fn register(
+        &self,
+        entry: ClientEntry,
+        greet: impl FnOnce(Option<&ApkInfo>) -> Option<Vec<Utf8Bytes>>,
+    ) -> Option<usize> {
+        let mut inner = self.lock();
+        let greeting = greet(inner.last_apk.as_ref())?;
+        for message in greeting {
+            // A fresh queue has room for the greeting.
+            let _ = entry.queue.try_send(message);
+        }
+        inner.clients.insert(entry.info.client_id.clone(), entry);
+        Some(inner.clients.len())
+    }
+
+    /// Removes a device; returns the number still registered.
+    pub fn remove(&self, client_id: &str) -> usize {
+        let mut inner = self.lock();
+        inner.clients.remove(client_id);
+        inner.clients.len()
+    }
+
+    /// Queues the same bytes for every device; a device whose queue is full is closed with 1013
+    /// and dropped, so it can't slow the others. Returns how many devices got the message.
+    pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
+        let mut inner = self.lock();
+        let mut delivered = 0;
+        inner
+            .clients
+            .retain(|id, entry| match entry.queue.try_send(bytes.clone()) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        "device {id} can't keep up ({CLIENT_QUEUE_CAPACITY} messages waiting); closing it"
+                    );
+                    entry.close.request(CloseRequest::Frame {
+                        code: close::TRY_AGAIN_LATER,
+                        reason: "client too slow".into(),
+                        drain: false,
+                    });
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        delivered
+    }
+
+    /// Remembers the last built APK for devices that connect later.
+    pub fn set_last_apk(&self, apk: Option<ApkInfo>) {
+        self.lock().last_apk = apk;
+    }
+
+    pub fn last_apk(&self) -> Option<ApkInfo> {
+        self.lock().last_apk.clone()
+    }
+
+    /// Asks one device to close; false if no such device.
+    pub fn close(&self, client_id: &str, request: CloseRequest) -> bool {
+        let mut inner = self.lock();
+        match inner.clients.remove(client_id) {
+            Some(entry) => entry.close.request(request),
+            None => false,
+        }
+    }
+
+    /// Asks every device to close and empties the registry; returns how many there were.
+    pub fn close_all(&self, request: &CloseRequest) -> usize {
+        let mut inner = self.lock();
+        let count = inner.clients.len();
+        for (_, entry) in inner.clients.drain() {
+            entry.close.request(request.clone());
+        }
+        count
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The devices, oldest connection first.
+    pub fn snapshot(&self) -> Vec<ClientSnapshot> {
+        let mut list: Vec<ClientSnapshot> = self
+            .lock()
+            .clients
+            .values()
+            .map(|e| ClientSnapshot {
+                client_id: e.info.client_id.clone(),
+                device_info: e.info.device_info.clone(),
+                addr: e.info.addr.to_string(),
+                connected_at: e.info.connected_at,
+                last_activity: e.info.last_activity(),
+            })
+            .collect();
+        list.sort_by_key(|c| c.connected_at);
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, capacity: usize) -> (ClientEntry, mpsc::Receiver<Utf8Bytes>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        let info = Arc::new(ClientInfo::new(
+            id.into(),
+            Value::Null,
+            ([127, 0, 0, 1], 1).into(),
+        ));
+        (
+            ClientEntry {
+                info,
+                queue,
+                close: CloseSignal::new(),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn greeting_is_queued_before_broadcasts() {
+        let registry = Registry::default();
+        let (e, mut rx) = entry("a", 4);
+        registry.register(e, |_| Some(vec!["hello".into()]));
+        registry.broadcast(&"news".into());
+        assert_eq!(rx.try_recv().expect("greeting").as_str(), "hello");
+        assert_eq!(rx.try_recv().expect("broadcast").as_str(), "news");
+    }
+
+    #[test]
+    fn refused_registration_adds_nothing() {
+        let registry = Registry::default();
+        let (e, _rx) = entry("a", 4);
+        assert_eq!(registry.register(e, |_| None), None);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn full_queue_closes_only_that_client_with_1013() {
+        let registry = Registry::default();
+        let (slow, _slow_rx) = entry("slow", 1);
+        let slow_close = slow.close.clone();
+        let (fast, mut fast_rx) = entry("fast", 8);
+        registry.register(slow, |_| Some(vec![]));
+        registry.register(fast, |_| Some(vec![]));
+        assert_eq!(registry.broadcast(&"1".into()), 2);
+        assert_eq!(registry.broadcast(&"2".into()), 1);
+        assert_eq!(
+            slow_close.get().and_then(|r| r.code()),
+            Some(close::TRY_AGAIN_LATER)
+        );
+        assert_eq!(registry.len(), 1);
+        assert_eq!(fast_rx.try_recv().expect("1").as_str(), "1");
+        assert_eq!(fast_rx.try_recv().expect("2").as_str(), "2");
+    }
+
+    #[test]
+    fn first_close_request_wins() {
+        let signal = CloseSignal::new();
+        assert!(signal.request(CloseRequest::frame(4001, "x")));
+        assert!(!signal.request(CloseRequest::Abort));
+        assert_eq!(signal.get().and_then(|r| r.code()), Some(4001));
+    }
+}

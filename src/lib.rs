@@ -1,0 +1,14 @@
+//! jetstart-rs: a fast, safe development server for Android Jetpack Compose apps, speaking
+//! JetStart's wire protocol.
+
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod gradle;
+pub mod http;
+pub mod hub;
+pub mod pairing;
+pub mod protocol;
+pub mod report;
+pub mod server;
+pub mod session;

@@ -1,0 +1,252 @@
+//! What the server tells whoever runs it: the pairing banner and events, as human text or
+//! as newline-delimited JSON on stdout (`--json`, SPEC §6).
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::pairing::{qr, Pairing};
+use crate::protocol::ApkInfo;
+
+/// Credentials as shown in `ready` and `session-rotated`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub token: String,
+    pub project_name: String,
+}
+
+/// Full build or DEX hot reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildKind {
+    Full,
+    Hot,
+}
+
+/// One `--json` event. Human mode renders the same events as log lines.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    #[serde(rename_all = "camelCase")]
+    Ready {
+        session: SessionView,
+        host: String,
+        http_port: u16,
+        ws_port: u16,
+        qr: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ClientConnected {
+        client_id: String,
+        device_info: Value,
+        addr: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ClientRejected {
+        code: u16,
+        reason: String,
+        addr: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    ClientDisconnected {
+        client_id: String,
+        code: Option<u16>,
+        reason: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    BuildStart {
+        kind: BuildKind,
+        files: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    BuildComplete {
+        apk_info: ApkInfo,
+        download_url: String,
+        duration_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    BuildError {
+        error: String,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    DexReload {
+        class_names: Vec<String>,
+        bytes: usize,
+        duration_ms: u64,
+    },
+    #[serde(rename_all = "camelCase")]
+    SessionRotated {
+        session: SessionView,
+        qr: String,
+        reason: String,
+    },
+    Stopped {},
+}
+
+/// Where pairing details and events go. Cheap to share behind an `Arc`.
+pub struct Reporter {
+    json: bool,
+    show_qr: bool,
+    /// Serializes whole lines and banners so concurrent events never interleave on stdout.
+    stdout: Mutex<()>,
+}
+
+impl Reporter {
+    pub fn new(json: bool, show_qr: bool) -> Self {
+        Self {
+            json,
+            show_qr,
+            stdout: Mutex::new(()),
+        }
+    }
+
+    /// True in `--json` mode.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Reports an event: one JSON line on stdout, or a human log line on stderr.
+    pub fn emit(&self, event: Event) {
+        if self.json {
+            // Event serialization can't fail: string keys only.
+            let line = serde_json::to_string(&event).unwrap_or_default();
+            self.write_stdout(&format!("{line}\n"));
+        } else {
+            log_human(&event);
+        }
+    }
+
+    /// Prints the pairing banner: QR code (unless `--no-qr`), URLs, project and credentials.
+    /// In `--json` mode nothing is printed (the `ready` event carries it all).
+    pub fn banner(&self, pairing: &Pairing<'_>) {
+        if self.json {
+            return;
+        }
+        self.write_stdout(&banner_text(pairing, self.show_qr));
+    }
+
+    /// Prints a device log line (`client:log`): time, level, tag, device, message.
+    pub fn device_log(&self, device: &str, log: &Value) {
+        let field = |name: &str| log.get(name).and_then(Value::as_str).unwrap_or("");
+        let level = match field("level") {
+            "" => "info".to_owned(),
+            level => level.to_ascii_lowercase(),
+        };
+        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let clock = time.get(11..19).unwrap_or(&time);
+        let line = format!(
+            "{clock} {level:<7} {tag} [{device}] {message}\n",
+            tag = field("tag"),
+            message = field("message"),
+        );
+        let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn write_stdout(&self, text: &str) {
+        let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) must not take the server down; events are best-effort.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// The human pairing banner.
+pub fn banner_text(pairing: &Pairing<'_>, show_qr: bool) -> String {
+    let mut text = String::from("\n");
+    if show_qr {
+        match qr::terminal(&pairing.payload()) {
+            Ok(block) => text.push_str(&block),
+            Err(e) => text.push_str(&format!("(QR code unavailable: {e:#})\n")),
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "  Local:    http://localhost:{port}\n  Network:  http://{host}:{port}\n  Project:  {name}\n\n\
+         Session: {id}\nToken: {token}\n\n\
+         Scan the QR code with the JetStart app, or open http://localhost:{port} on this computer.\n",
+        port = pairing.http_port,
+        host = url_host(pairing.host),
+        name = pairing.project_name,
+        id = pairing.session_id,
+        token = pairing.token,
+    ));
+    text
+}
+
+/// A host as it goes into a URL: IPv6 literals get brackets.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn log_human(event: &Event) {
+    match event {
+        Event::Ready { .. } | Event::SessionRotated { .. } | Event::Stopped {} => {}
+        Event::ClientConnected {
+            client_id,
+            device_info,
+            addr,
+        } => {
+            let model = device_info
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or("device");
+            tracing::info!("device connected: {model} ({client_id}, {addr})");
+        }
+        Event::ClientRejected { code, reason, addr } => {
+            tracing::warn!("Rejected client: {reason} (close {code}, {addr})");
+        }
+        Event::ClientDisconnected {
+            client_id, reason, ..
+        } => {
+            tracing::info!("device disconnected: {client_id} ({reason})");
+        }
+        Event::BuildStart {
+            kind: BuildKind::Full,
+            ..
+        } => tracing::info!("build started"),
+        Event::BuildStart {
+            kind: BuildKind::Hot,
+            files,
+        } => {
+            tracing::info!("hot reload started ({} file(s))", files.len());
+        }
+        Event::BuildComplete {
+            apk_info,
+            duration_ms,
+            ..
+        } => {
+            tracing::info!("build finished in {} ({} bytes)", ms(*duration_ms), apk_info.size);
+        }
+        Event::BuildError {
+            error, duration_ms, ..
+        } => {
+            tracing::error!("build failed after {}: {error}", ms(*duration_ms));
+        }
+        Event::DexReload {
+            class_names,
+            bytes,
+            duration_ms,
+        } => {
+            tracing::info!(
+                "hot reload sent in {}: {} class(es), {bytes} bytes of DEX",
+                ms(*duration_ms),
+                class_names.len()
+            );
+        }
+    }
+}
+
+fn ms(duration_ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(duration_ms)).to_string()
+}
