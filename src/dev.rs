@@ -44,6 +44,10 @@ impl Dev {
         let session = server.session.current();
         crate::gradle::write_session(&server, &session)?;
 
+        let stop = tokio_util::sync::CancellationToken::new();
+        let builder = tokio::spawn(crate::build::run(server.clone(), stop.clone()));
+        let expiry = tokio::spawn(crate::expiry::run(server.clone(), stop.clone()));
+
         let hub = server.hub.clone();
         let hub_task = tokio::spawn(async move { hub.serve(ws).await });
         let stop_http = tokio_util::sync::CancellationToken::new();
@@ -60,7 +64,11 @@ impl Dev {
 
         shutdown.await;
         tracing::info!("stopping");
+        stop.cancel();
         server.hub.shutdown(STOP_REASON).await;
+        // The builder kills a running build's process group when `stop` fires.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), builder).await;
+        expiry.abort();
         stop_http.cancel();
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), http_task).await;
         hub_task.abort();

@@ -1,9 +1,11 @@
 //! jetstart-rs: a fast, safe development server for Android Jetpack Compose apps, speaking
 //! JetStart's wire protocol.
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod expiry;
 pub mod gradle;
 pub mod http;
 pub mod hub;
@@ -12,3 +14,4 @@ pub mod protocol;
 pub mod report;
 pub mod server;
 pub mod session;
+pub mod watch;

@@ -43,7 +43,8 @@ fn init_tracing(verbose: u8, quiet: u8) {
         (_, 1) => "warn",
         _ => "error",
     };
-    let use_color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let use_color =
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,jetstart={level},jetstart_rs={level}")));
     tracing_subscriber::fmt()

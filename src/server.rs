@@ -1,8 +1,12 @@
 //! The state every part of a running server shares: settings, session, hub, latest build.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -18,6 +22,45 @@ pub struct Artifact {
     pub info: ApkInfo,
 }
 
+/// Why a build was asked for outside the watcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildRequest {
+    /// The developer asked (keyboard `b`, HTTP).
+    Manual,
+}
+
+/// Files the server itself wrote inside the project (session file, Gradle marker block), so
+/// the watcher can tell its own writes from the developer's and never build because of them.
+#[derive(Default)]
+pub struct SelfWrites {
+    written: Mutex<HashMap<PathBuf, [u8; 32]>>,
+}
+
+impl SelfWrites {
+    /// Records that the server wrote `contents` to `path`.
+    pub fn record(&self, path: &Path, contents: &[u8]) {
+        let digest: [u8; 32] = Sha256::digest(contents).into();
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), digest);
+    }
+
+    /// True if `path` still holds exactly what the server last wrote there.
+    pub fn is_own(&self, path: &Path) -> bool {
+        let Some(expected) = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .copied()
+        else {
+            return false;
+        };
+        std::fs::read(path).is_ok_and(|now| <[u8; 32]>::from(Sha256::digest(&now)) == expected)
+    }
+}
+
 /// Shared state of one `dev` run.
 pub struct Server {
     pub config: Arc<Config>,
@@ -28,12 +71,17 @@ pub struct Server {
     pub http_port: u16,
     pub ws_port: u16,
     pub started: Instant,
+    /// The server's own writes inside the project, ignored by the watcher.
+    pub self_writes: SelfWrites,
     artifact: Mutex<Option<Artifact>>,
+    build_requests: mpsc::UnboundedSender<BuildRequest>,
+    build_inbox: Mutex<Option<mpsc::UnboundedReceiver<BuildRequest>>>,
 }
 
 impl Server {
     pub fn new(config: Arc<Config>, http_port: u16, ws_port: u16, reporter: Arc<Reporter>) -> Self {
         let session = Arc::new(SessionStore::new());
+        let (build_requests, build_inbox) = mpsc::unbounded_channel();
         let hub = Hub::new(
             crate::hub::HubSettings::new(&config, http_port),
             session.clone(),
@@ -47,7 +95,10 @@ impl Server {
             http_port,
             ws_port,
             started: Instant::now(),
+            self_writes: SelfWrites::default(),
             artifact: Mutex::new(None),
+            build_requests,
+            build_inbox: Mutex::new(Some(build_inbox)),
         }
     }
 
@@ -93,6 +144,17 @@ impl Server {
     pub fn set_artifact(&self, artifact: Artifact) {
         self.hub.set_last_apk(Some(artifact.info.clone()));
         *self.artifact.lock().unwrap_or_else(|e| e.into_inner()) = Some(artifact);
+    }
+
+    /// Asks the build scheduler for a full build (coalesced with any pending one).
+    pub fn request_build(&self, request: BuildRequest) {
+        // Fails only once the scheduler is gone, i.e. while shutting down.
+        let _ = self.build_requests.send(request);
+    }
+
+    /// The receiving end of [`Server::request_build`]; the build scheduler takes it once.
+    pub fn take_build_inbox(&self) -> Option<mpsc::UnboundedReceiver<BuildRequest>> {
+        self.build_inbox.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Replaces the session (SPEC §3): old credentials get 4001 from now on, connected devices

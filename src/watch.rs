@@ -1,0 +1,1 @@
+//! Watching the project: ignore rules, debounce, and classification of a batch of changes.
