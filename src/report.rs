@@ -111,14 +111,13 @@ impl Reporter {
         self.json
     }
 
-    /// Reports an event: one JSON line on stdout, or a human log line on stderr.
+    /// Reports an event: a human log line on stderr and, in `--json` mode, one JSON line on stdout.
     pub fn emit(&self, event: Event) {
+        log_human(&event);
         if self.json {
             // Event serialization can't fail: string keys only.
             let line = serde_json::to_string(&event).unwrap_or_default();
             self.write_stdout(&format!("{line}\n"));
-        } else {
-            log_human(&event);
         }
     }
 
@@ -204,7 +203,7 @@ fn log_human(event: &Event) {
             tracing::info!("device connected: {model} ({client_id}, {addr})");
         }
         Event::ClientRejected { code, reason, addr } => {
-            tracing::warn!("Rejected client: {reason} (close {code}, {addr})");
+            tracing::warn!(code, %addr, "Rejected client: {reason}");
         }
         Event::ClientDisconnected {
             client_id, reason, ..

@@ -1,0 +1,384 @@
+//! The WebSocket hub against real tokio-tungstenite clients: authentication and close codes,
+//! handshake checks, broadcast fan-out, back-pressure, liveness and shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect_message, recv_close, recv_json, recv_type, send_json, within, ws_connect, Dev};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+async fn start(extra: &[&str]) -> (tempfile::TempDir, Dev) {
+    let project = common::project();
+    let dev = Dev::start(project.path(), extra).await;
+    (project, dev)
+}
+
+/// Sends `message` as the first frame and returns the close code and reason.
+async fn first_message_closes_with(dev: &Dev, message: Message) -> (u16, String) {
+    let mut ws = ws_connect(&dev.ws_url()).await;
+    within("send", ws.send(message)).await.expect("send");
+    let (code, reason, before) = recv_close(&mut ws).await;
+    assert!(
+        before.is_empty(),
+        "a rejected socket receives nothing: {before:?}"
+    );
+    (code, reason)
+}
+
+fn log_message(tag: &str, level: &str, text: &str) -> Value {
+    json!({"type": "client:log", "log": {"id": "1", "timestamp": 1, "level": level, "tag": tag,
+           "message": text, "source": "client"}})
+}
+
+#[tokio::test]
+async fn right_credentials_get_core_connected_with_project_and_client_id() {
+    let (_p, mut dev) = start(&[]).await;
+    let (_ws, connected) = dev.connect().await;
+    assert_eq!(connected["type"], "core:connected");
+    assert_eq!(connected["sessionId"], dev.ready.session_id.as_str());
+    assert_eq!(connected["projectName"], "demo");
+    assert!(connected["clientId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(connected["timestamp"].as_u64().is_some());
+    let event = dev.event("client-connected").await;
+    assert_eq!(event["clientId"], connected["clientId"]);
+    assert_eq!(
+        event["deviceInfo"]["manufacturer"], "Google",
+        "free-form deviceInfo is kept"
+    );
+}
+
+#[tokio::test]
+async fn client_ids_are_unique() {
+    let (_p, dev) = start(&[]).await;
+    let (_a, first) = dev.connect().await;
+    let (_b, second) = dev.connect().await;
+    assert_ne!(first["clientId"], second["clientId"]);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_session_is_4001() {
+    let (_p, mut dev) = start(&[]).await;
+    let wrong = connect_message("AAAAAAAA", &dev.ready.token);
+    let (code, reason) = first_message_closes_with(&dev, Message::text(wrong.to_string())).await;
+    assert_eq!((code, reason.as_str()), (4001, "wrong session — rescan QR code"));
+    let missing = json!({"type": "client:connect", "token": dev.ready.token});
+    let (code, _) = first_message_closes_with(&dev, Message::text(missing.to_string())).await;
+    assert_eq!(code, 4001);
+    let event = dev.event("client-rejected").await;
+    assert_eq!(event["code"], 4001);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_4002_and_no_token_is_logged() {
+    let (_p, mut dev) = start(&[]).await;
+    let presented = "WrongWrongWrongWrong12";
+    let wrong = connect_message(&dev.ready.session_id, presented);
+    let (code, reason) = first_message_closes_with(&dev, Message::text(wrong.to_string())).await;
+    assert_eq!((code, reason.as_str()), (4002, "wrong token — rescan QR code"));
+    let missing = json!({"type": "client:connect", "sessionId": dev.ready.session_id});
+    let (code, _) = first_message_closes_with(&dev, Message::text(missing.to_string())).await;
+    assert_eq!(code, 4002);
+    assert_eq!(dev.event("client-rejected").await["code"], 4002);
+    let stderr = dev
+        .wait_stderr("Rejected client: wrong token — rescan QR code")
+        .await;
+    assert!(
+        !stderr.contains(presented),
+        "the presented token must never be logged"
+    );
+    assert!(
+        !stderr.contains(&dev.ready.token),
+        "the real token must never be logged"
+    );
+}
+
+#[tokio::test]
+async fn wrong_first_message_is_4003() {
+    let (_p, dev) = start(&[]).await;
+    let heartbeat = json!({"type": "client:heartbeat"}).to_string();
+    let (code, reason) = first_message_closes_with(&dev, Message::text(heartbeat)).await;
+    assert_eq!((code, reason.as_str()), (4003, "authentication required"));
+}
+
+#[tokio::test]
+async fn garbage_first_message_is_4003() {
+    let (_p, dev) = start(&[]).await;
+    let (code, _) = first_message_closes_with(&dev, Message::text("{not json")).await;
+    assert_eq!(code, 4003);
+    let (code, _) = first_message_closes_with(&dev, Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(code, 4003);
+}
+
+#[tokio::test]
+async fn no_authentication_in_time_is_4003() {
+    let (_p, dev) = start(&["--auth-timeout", "300ms"]).await;
+    let mut ws = ws_connect(&dev.ws_url()).await;
+    let (code, _, before) = recv_close(&mut ws).await;
+    assert_eq!(code, 4003);
+    assert!(before.is_empty());
+}
+
+#[tokio::test]
+async fn foreign_browser_origin_is_refused_with_403() {
+    let (_p, dev) = start(&[]).await;
+    let mut request = dev.ws_url().into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().expect("header"));
+    let err = within("refusal", tokio_tungstenite::connect_async(request))
+        .await
+        .expect_err("refused");
+    match err {
+        tungstenite::Error::Http(response) => assert_eq!(response.status(), 403),
+        other => panic!("expected HTTP 403, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn localhost_and_allowed_origins_are_accepted() {
+    let (_p, dev) = start(&["--allow-origin", "https://tools.example.dev"]).await;
+    for origin in [
+        "http://localhost:5173",
+        "http://127.0.0.1",
+        "https://tools.example.dev",
+    ] {
+        let mut request = dev.ws_url().into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("header"));
+        let (mut ws, _) = within("upgrade", tokio_tungstenite::connect_async(request))
+            .await
+            .expect(origin);
+        send_json(&mut ws, &connect_message(&dev.ready.session_id, &dev.ready.token)).await;
+        assert_eq!(recv_json(&mut ws).await["type"], "core:connected", "{origin}");
+    }
+}
+
+#[tokio::test]
+async fn binary_frame_after_auth_is_1003() {
+    let (_p, dev) = start(&[]).await;
+    let (mut ws, _) = dev.connect().await;
+    within("send", ws.send(Message::binary(vec![0u8; 16])))
+        .await
+        .expect("send");
+    assert_eq!(recv_close(&mut ws).await.0, 1003);
+}
+
+#[tokio::test]
+async fn message_over_one_mebibyte_is_1009() {
+    let (_p, dev) = start(&[]).await;
+    let (mut ws, _) = dev.connect().await;
+    let huge = log_message("big", "info", &"x".repeat(1024 * 1024 + 10));
+    within("send", ws.send(Message::text(huge.to_string())))
+        .await
+        .expect("send");
+    assert_eq!(recv_close(&mut ws).await.0, 1009);
+}
+
+#[tokio::test]
+async fn sockets_beyond_max_clients_are_refused_with_503() {
+    let (_p, dev) = start(&["--max-clients", "2"]).await;
+    let (_a, _) = dev.connect().await;
+    let _pending = ws_connect(&dev.ws_url()).await; // counts while unauthenticated too
+    let err = within("refusal", tokio_tungstenite::connect_async(dev.ws_url()))
+        .await
+        .expect_err("refused");
+    match err {
+        tungstenite::Error::Http(response) => assert_eq!(response.status(), 503),
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_freed_slot_can_be_used_again() {
+    let (_p, dev) = start(&["--max-clients", "1"]).await;
+    let (mut a, _) = dev.connect().await;
+    send_json(&mut a, &json!({"type": "client:disconnect", "reason": "bye"})).await;
+    assert_eq!(recv_close(&mut a).await.0, 1000);
+    drop(a);
+    // The slot is released when the server finishes with the socket; retry until then.
+    within("a slot to free up", async {
+        loop {
+            if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(dev.ws_url()).await {
+                send_json(&mut ws, &connect_message(&dev.ready.session_id, &dev.ready.token)).await;
+                if recv_json(&mut ws).await["type"] == "core:connected" {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_authenticated_client_and_no_unauthenticated_one() {
+    let (_p, dev) = start(&["--auth-timeout", "1500ms"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(dev.connect().await.0);
+    }
+    let mut stranger = ws_connect(&dev.ws_url()).await;
+    send_json(&mut clients[0], &log_message("Fanout", "info", "hello everyone")).await;
+    let mut received = Vec::new();
+    for ws in &mut clients {
+        let message = recv_type(ws, "core:log").await;
+        assert_eq!(message["log"]["message"], "hello everyone");
+        assert_eq!(message["sessionId"], dev.ready.session_id.as_str());
+        received.push(message.to_string());
+    }
+    assert!(
+        received.windows(2).all(|w| w[0] == w[1]),
+        "every client gets the same bytes"
+    );
+    let (code, _, before) = recv_close(&mut stranger).await;
+    assert_eq!(code, 4003);
+    assert!(before.is_empty(), "the unauthenticated socket got {before:?}");
+}
+
+#[tokio::test]
+async fn client_log_reaches_other_clients_and_the_terminal() {
+    let (_p, dev) = start(&[]).await;
+    let (mut phone, _) = dev.connect().await;
+    let (mut tablet, _) = dev.connect().await;
+    send_json(&mut phone, &log_message("MainActivity", "warn", "low memory")).await;
+    let log = recv_type(&mut tablet, "core:log").await;
+    assert_eq!(log["log"]["tag"], "MainActivity");
+    assert_eq!(log["log"]["level"], "warn");
+    let stderr = dev.wait_stderr("low memory").await;
+    let line = stderr.lines().find(|l| l.contains("low memory")).expect("line");
+    assert!(
+        line.contains("warn") && line.contains("MainActivity") && line.contains("Pixel Test"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn heartbeat_status_unknown_and_malformed_messages_keep_the_socket_open() {
+    let (_p, dev) = start(&[]).await;
+    let (mut ws, _) = dev.connect().await;
+    send_json(&mut ws, &json!({"type": "client:heartbeat"})).await;
+    send_json(
+        &mut ws,
+        &json!({"type": "client:status", "status": "ready", "message": "idle"}),
+    )
+    .await;
+    send_json(&mut ws, &json!({"type": "client:click", "action": "tap"})).await;
+    within("send", ws.send(Message::text("{oops")))
+        .await
+        .expect("send");
+    send_json(&mut ws, &log_message("Still", "info", "alive")).await;
+    assert_eq!(recv_type(&mut ws, "core:log").await["log"]["message"], "alive");
+}
+
+#[tokio::test]
+async fn client_disconnect_closes_with_1000() {
+    let (_p, mut dev) = start(&[]).await;
+    let (mut ws, connected) = dev.connect().await;
+    send_json(
+        &mut ws,
+        &json!({"type": "client:disconnect", "reason": "user left"}),
+    )
+    .await;
+    assert_eq!(recv_close(&mut ws).await.0, 1000);
+    let event = dev.event("client-disconnected").await;
+    assert_eq!(event["clientId"], connected["clientId"]);
+    assert_eq!(event["code"], 1000);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_with_1013_and_others_get_everything() {
+    let (_p, dev) = start(&[]).await;
+    let (mut slow, _) = dev.connect().await;
+    let (fast, _) = dev.connect().await;
+    // Enough 64 KiB messages to fill the kernel buffers and the 256-message queue.
+    const COUNT: usize = 700;
+    let filler = "y".repeat(64 * 1024);
+    let (mut sink, mut stream) = fast.split();
+    let sender = async {
+        for i in 0..COUNT {
+            let message = log_message("Load", "info", &format!("{i} {filler}"));
+            sink.send(Message::text(message.to_string())).await.expect("send");
+        }
+    };
+    let receiver = async {
+        let mut seen = 0;
+        while seen < COUNT {
+            match stream.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("JSON");
+                    if value["type"] == "core:log" {
+                        let expected = format!("{seen} ");
+                        assert!(value["log"]["message"]
+                            .as_str()
+                            .expect("message")
+                            .starts_with(&expected));
+                        seen += 1;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("fast client lost its connection: {other:?}"),
+            }
+        }
+    };
+    within("every message at the fast client", async {
+        tokio::join!(sender, receiver)
+    })
+    .await;
+    let (code, reason, before) = recv_close(&mut slow).await;
+    assert_eq!(code, 1013, "{reason}");
+    assert!(
+        before.len() < COUNT,
+        "the slow client was cut off early, after {} messages",
+        before.len()
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_with_1001() {
+    let (_p, mut dev) = start(&["--ping-interval", "100ms", "--client-timeout", "400ms"]).await;
+    let (_silent, connected) = dev.connect().await;
+    // Not reading means not answering pings: the server must give up on this device. (Reading
+    // the socket afterwards would make the client answer the queued pings into a closed socket.)
+    let event = dev.event("client-disconnected").await;
+    assert_eq!(event["clientId"], connected["clientId"]);
+    assert_eq!(event["code"], 1001);
+    assert_eq!(event["reason"], "heartbeat timeout");
+}
+
+#[tokio::test]
+async fn a_client_that_answers_pings_stays_connected() {
+    let (_p, dev) = start(&["--ping-interval", "100ms", "--client-timeout", "400ms"]).await;
+    let (mut ws, _) = dev.connect().await;
+    // Reading answers pings automatically; nothing but pings should arrive for a second.
+    let outcome = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_err(), "connection ended early: {outcome:?}");
+}
+
+#[tokio::test]
+async fn shutdown_sends_core_disconnect_then_1001() {
+    let (_p, mut dev) = start(&[]).await;
+    let (mut a, _) = dev.connect().await;
+    let (mut b, _) = dev.connect().await;
+    dev.sigterm();
+    for ws in [&mut a, &mut b] {
+        let (code, _, before) = recv_close(ws).await;
+        let last = before.last().expect("core:disconnect before the close frame");
+        assert_eq!(last["type"], "core:disconnect");
+        assert_eq!(last["reason"], "Server stopped");
+        assert_eq!(code, 1001);
+    }
+    assert!(dev.wait_exit().await.success());
+}
