@@ -291,14 +291,6 @@ async fn sigterm_stops_cleanly_within_two_seconds() {
         "took {:?}",
         started.elapsed()
     );
-    let events: Vec<String> = dev
-        .drain_events()
-        .iter()
-        .map(|e| e["event"].to_string())
-        .collect();
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("\"stopped\""),
-        "{events:?}"
-    );
+    // The stdout reader may still be catching up with the last line; the channel ends at EOF.
+    dev.event("stopped").await;
 }
