@@ -1,6 +1,8 @@
 //! The WebSocket hub: accepts devices, authenticates them, and fans reload events out to them.
 
 mod connection;
+mod device;
+mod frame;
 pub mod handshake;
 pub mod registry;
 

@@ -1,0 +1,242 @@
+//! Serving one authenticated device: a single task that reads its frames, writes queued
+//! broadcasts zero-copy, pings it, and closes it the way the close request says.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::frame::RawFrame;
+use super::registry::{ClientInfo, CloseRequest, CloseSignal};
+use super::Hub;
+use crate::protocol::{close, ClientMessage, CoreMessage};
+use crate::session::unix_ms;
+
+/// How long a close (and the rest of a half-written frame before it) may take to go out
+/// before the TCP connection is simply dropped. Generous, so that a device that was too slow
+/// still learns why (1013) once it reads again.
+pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the device's answer to our close frame.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// What woke the loop up.
+enum Step {
+    Close,
+    Frame(Option<Result<Message, WsError>>),
+    Queued(Option<Utf8Bytes>),
+    Ping,
+    Wrote(Result<bool, std::io::Error>),
+}
+
+/// Serves a registered device until its connection ends.
+pub async fn serve(
+    hub: &Hub,
+    ws: &mut Socket,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    close_signal: &CloseSignal,
+    info: &ClientInfo,
+) {
+    let settings = &hub.inner.settings;
+    let mut closing = close_signal.subscribe();
+    let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: Option<RawFrame> = None;
+
+    loop {
+        // Reads wait while a frame is being written: one task owns the socket, and the kernel
+        // buffers what the device sends meanwhile. A write that makes no progress for the
+        // client timeout means a device that stopped reading.
+        let step = match in_flight.as_mut() {
+            Some(frame) => tokio::select! {
+                biased;
+                () = wait_closing(&mut closing) => Step::Close,
+                wrote = timeout(settings.client_timeout, frame.write_some(ws.get_mut())) => {
+                    Step::Wrote(wrote.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
+                }
+            },
+            None => tokio::select! {
+                biased;
+                () = wait_closing(&mut closing) => Step::Close,
+                frame = ws.next() => Step::Frame(frame),
+                queued = rx.recv() => Step::Queued(queued),
+                _ = ping.tick() => Step::Ping,
+            },
+        };
+        match step {
+            Step::Close => break,
+            Step::Frame(frame) => {
+                if let Some(request) = on_frame(hub, info, frame) {
+                    close_signal.request(request);
+                }
+            }
+            Step::Queued(None) => {
+                // Dropped from the registry without a request: the server is stopping.
+                close_signal.request(CloseRequest::frame(close::GOING_AWAY, "server stopping"));
+            }
+            Step::Queued(Some(bytes)) => {
+                // tungstenite may hold a pong or close answer; it must reach the wire first.
+                if flush_tungstenite(ws, &mut closing).await.is_err() {
+                    close_signal.request(CloseRequest::Abort);
+                    continue;
+                }
+                in_flight = Some(RawFrame::text(bytes.into()));
+            }
+            Step::Wrote(Ok(true)) => {
+                // Keep a burst flowing without a trip through the select.
+                in_flight = rx.try_recv().ok().map(|next| RawFrame::text(next.into()));
+            }
+            Step::Wrote(Ok(false)) => {}
+            Step::Wrote(Err(e)) => {
+                tracing::debug!(client = %info.client_id, "write failed: {e}");
+                close_signal.request(CloseRequest::Abort);
+            }
+            Step::Ping => {
+                let silent = Duration::from_millis(unix_ms().saturating_sub(info.last_activity()));
+                if silent >= settings.client_timeout {
+                    tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
+                    close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
+                } else if timeout(CLOSE_WRITE_TIMEOUT, ws.send(Message::Ping(Default::default())))
+                    .await
+                    .is_err()
+                {
+                    close_signal.request(CloseRequest::Abort);
+                }
+            }
+        }
+    }
+    finish(ws, rx, in_flight, close_signal.get()).await;
+}
+
+async fn wait_closing(closing: &mut watch::Receiver<Option<CloseRequest>>) {
+    let _ = closing.wait_for(Option::is_some).await;
+}
+
+async fn flush_tungstenite(
+    ws: &mut Socket,
+    closing: &mut watch::Receiver<Option<CloseRequest>>,
+) -> Result<(), ()> {
+    tokio::select! {
+        biased;
+        () = wait_closing(closing) => Ok(()),
+        flushed = ws.flush() => flushed.map_err(|_| ()),
+    }
+}
+
+/// Ends the connection as requested: finish a half-written frame (a cut frame would corrupt
+/// the stream), send what is queued if draining, send the close frame, wait for the answer.
+async fn finish(
+    ws: &mut Socket,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    in_flight: Option<RawFrame>,
+    request: Option<CloseRequest>,
+) {
+    let Some(request) = request else { return };
+    let deadline = Instant::now() + CLOSE_WRITE_TIMEOUT;
+    let send = async {
+        if let Some(mut frame) = in_flight {
+            // A frame not yet started can be dropped; one under way must be completed.
+            if frame.is_partial() || matches!(request, CloseRequest::Frame { drain: true, .. }) {
+                frame.finish(ws.get_mut()).await.map_err(WsError::Io)?;
+            }
+        }
+        match &request {
+            CloseRequest::Frame { code, reason, drain } => {
+                if *drain {
+                    while let Ok(bytes) = rx.try_recv() {
+                        RawFrame::text(bytes.into())
+                            .finish(ws.get_mut())
+                            .await
+                            .map_err(WsError::Io)?;
+                    }
+                }
+                let frame = CloseFrame {
+                    code: CloseCode::from(*code),
+                    reason: reason.as_ref().into(),
+                };
+                ws.close(Some(frame)).await
+            }
+            // tungstenite queued the answer to the device's close frame; push it out.
+            CloseRequest::PeerClosed => ws.flush().await,
+            CloseRequest::Abort => Ok(()),
+        }
+    };
+    let sent = timeout_at(deadline, send).await;
+    if matches!(request, CloseRequest::Frame { .. }) && matches!(sent, Ok(Ok(()))) {
+        // Let the device's close answer arrive so that it sees a clean close, not a reset.
+        let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    }
+}
+
+/// Handles one incoming frame; returns a close request if it ends the connection.
+fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>>) -> Option<CloseRequest> {
+    match frame {
+        None => Some(CloseRequest::Abort),
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+            Some(CloseRequest::frame(close::MESSAGE_TOO_BIG, "message too big"))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(client = %info.client_id, "connection error: {e}");
+            Some(CloseRequest::Abort)
+        }
+        Some(Ok(message)) => {
+            info.touch();
+            match message {
+                Message::Text(text) => on_text(hub, info, &text),
+                Message::Binary(_) => Some(CloseRequest::frame(
+                    close::UNSUPPORTED_DATA,
+                    "binary frames are not supported",
+                )),
+                Message::Close(_) => Some(CloseRequest::PeerClosed),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+            }
+        }
+    }
+}
+
+/// Handles one text message from an authenticated device.
+fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Option<CloseRequest> {
+    let inner = &hub.inner;
+    let message = match ClientMessage::decode(text) {
+        Ok(message) => message,
+        Err(e) => {
+            tracing::debug!(client = %info.client_id, "ignoring a malformed message: {e}");
+            return None;
+        }
+    };
+    inner.session.touch();
+    match message {
+        ClientMessage::Heartbeat {} => None,
+        ClientMessage::Status { status, message } => {
+            let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
+            let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
+            tracing::info!("{} status: {status}{detail}", info.label());
+            None
+        }
+        ClientMessage::Log { log } => {
+            inner.reporter.device_log(info.label(), &log);
+            hub.broadcast(&CoreMessage::Log {
+                session_id: hub.session().id.clone(),
+                log,
+            });
+            None
+        }
+        ClientMessage::Disconnect { reason } => {
+            let reason = reason.as_deref().unwrap_or("no reason given");
+            tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
+            Some(CloseRequest::frame(close::NORMAL, "client disconnected"))
+        }
+        ClientMessage::Connect { .. } | ClientMessage::Unknown => {
+            tracing::debug!(client = %info.client_id, "ignoring an unexpected message type");
+            None
+        }
+    }
+}

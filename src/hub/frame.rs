@@ -1,0 +1,146 @@
+//! Zero-copy writing of server text frames: the WebSocket header plus the broadcast's shared
+//! bytes, straight to the socket with vectored writes.
+//!
+//! tungstenite copies every outgoing payload into a per-connection buffer that keeps its
+//! capacity; a 1.4 MB DEX patch sent to 1000 devices would pin 1.4 GB. Server frames are
+//! unmasked, so the wire format is just header + payload and the shared bytes can go out as
+//! they are.
+
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// FIN bit + text opcode.
+const FIN_TEXT: u8 = 0x81;
+
+/// One outgoing text frame and how much of it has reached the socket.
+///
+/// Progress is recorded after every completed write, so a [`RawFrame::write_some`] future can
+/// be dropped at any await point and the frame resumed (or finished before a close frame)
+/// without corrupting the stream.
+#[derive(Debug)]
+pub struct RawFrame {
+    header: [u8; 10],
+    header_len: usize,
+    payload: Bytes,
+    written: usize,
+}
+
+impl RawFrame {
+    /// A single-frame text message carrying `payload` (already valid UTF-8).
+    pub fn text(payload: Bytes) -> Self {
+        let mut header = [0u8; 10];
+        header[0] = FIN_TEXT;
+        let len = payload.len();
+        let header_len = if len < 126 {
+            header[1] = len as u8;
+            2
+        } else if let Ok(len16) = u16::try_from(len) {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&len16.to_be_bytes());
+            4
+        } else {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        Self {
+            header,
+            header_len,
+            payload,
+            written: 0,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.header_len + self.payload.len()
+    }
+
+    /// True once every byte is on the socket.
+    pub fn is_done(&self) -> bool {
+        self.written == self.total()
+    }
+
+    /// True if part, but not all, of the frame was written.
+    pub fn is_partial(&self) -> bool {
+        self.written > 0 && !self.is_done()
+    }
+
+    /// Performs one vectored write; returns true when the frame is complete.
+    pub async fn write_some(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+        if self.is_done() {
+            return Ok(true);
+        }
+        let (header, payload) = if self.written < self.header_len {
+            (&self.header[self.written..self.header_len], &self.payload[..])
+        } else {
+            (&[][..], &self.payload[self.written - self.header_len..])
+        };
+        let slices = [IoSlice::new(header), IoSlice::new(payload)];
+        let n = stream.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.written += n;
+        Ok(self.is_done())
+    }
+
+    /// Writes the rest of the frame.
+    pub async fn finish(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        while !self.write_some(stream).await? {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    use super::*;
+
+    fn header_of(len: usize) -> Vec<u8> {
+        let frame = RawFrame::text(Bytes::from(vec![b'a'; len]));
+        frame.header[..frame.header_len].to_vec()
+    }
+
+    #[test]
+    fn header_uses_the_shortest_length_encoding() {
+        assert_eq!(header_of(0), [0x81, 0]);
+        assert_eq!(header_of(125), [0x81, 125]);
+        assert_eq!(header_of(126), [0x81, 126, 0, 126]);
+        assert_eq!(header_of(65535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(header_of(65536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn frames_parse_as_websocket_text_messages() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let payload = "é".repeat(100_000);
+        let expected = payload.clone();
+        let writer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut frame = RawFrame::text(Bytes::from(payload));
+            frame.finish(&mut stream).await.unwrap();
+            assert!(frame.is_done() && !frame.is_partial());
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut wire = Vec::new();
+        client.read_to_end(&mut wire).await.unwrap();
+        writer.await.unwrap();
+        let (header, len) = FrameHeader::parse(&mut std::io::Cursor::new(&wire))
+            .unwrap()
+            .expect("header");
+        assert!(header.is_final);
+        assert_eq!(header.opcode, OpCode::Data(Data::Text));
+        assert!(header.mask.is_none());
+        assert_eq!(len as usize, expected.len());
+        assert_eq!(wire.len(), 10 + expected.len());
+        assert_eq!(&wire[10..], expected.as_bytes());
+    }
+}
