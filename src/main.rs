@@ -25,12 +25,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
             let config = Config::from_args(args)?;
+            raise_fd_limit();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
                 .block_on(jetstart::dev::run(config))
         }
         Command::Init(args) => jetstart::gradle::init(&args.project),
+    }
+}
+
+/// Each device is a socket: lift the soft open-files limit (often 1024) to the hard limit so
+/// that `--max-clients` in the thousands works without tuning the shell.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
     }
 }
 

@@ -1,0 +1,113 @@
+//! Micro-benchmarks of the hot paths: message encode/decode and the broadcast fan-out.
+//! `cargo bench --bench protocol`; CI runs them once each with `cargo test --benches`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use divan::Bencher;
+use jetstart::hub::registry::{ClientEntry, ClientInfo, CloseSignal, Registry};
+use jetstart::protocol::{BuildPhase, BuildStatus, ClientMessage, CoreMessage};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+fn main() {
+    divan::main();
+}
+
+const DEX_BYTES: usize = 1_400_000;
+
+fn dex_message() -> CoreMessage {
+    CoreMessage::DexReload {
+        session_id: "a1b2c3d4".into(),
+        dex_base64: "A".repeat(DEX_BYTES * 4 / 3),
+        class_names: vec![
+            "com.example.MainActivity".into(),
+            "com.example.MainActivityKt".into(),
+        ],
+    }
+}
+
+#[divan::bench]
+fn encode_build_status() -> String {
+    let message = CoreMessage::BuildStatus {
+        session_id: "a1b2c3d4".into(),
+        status: BuildStatus {
+            phase: BuildPhase::Compiling,
+            progress: 42,
+            message: "> Task :app:compileDebugKotlin".into(),
+            timestamp: 1_700_000_000_000,
+        },
+    };
+    divan::black_box(&message).encode()
+}
+
+#[divan::bench]
+fn encode_dex_reload_1_4_mb(bencher: Bencher) {
+    let message = dex_message();
+    bencher
+        .counter(divan::counter::BytesCount::new(DEX_BYTES))
+        .bench(|| divan::black_box(&message).encode());
+}
+
+#[divan::bench]
+fn decode_client_connect() -> ClientMessage {
+    let text = r#"{"type":"client:connect","sessionId":"a1b2c3d4","token":"Zk3abcdefghijklmnopqrs",
+        "deviceInfo":{"id":"x","model":"Pixel 8","platform":"android","architecture":"arm64-v8a",
+        "manufacturer":"Google","osVersion":"14","apiLevel":34,"isEmulator":false}}"#;
+    ClientMessage::decode(divan::black_box(text)).unwrap_or(ClientMessage::Unknown)
+}
+
+#[divan::bench]
+fn decode_client_log() -> ClientMessage {
+    let text = r#"{"type":"client:log","log":{"id":"1","timestamp":1700000000000,"level":"info",
+        "tag":"MainActivity","message":"Composition took 12 ms","source":"client"}}"#;
+    ClientMessage::decode(divan::black_box(text)).unwrap_or(ClientMessage::Unknown)
+}
+
+/// A registry of `n` devices and the receiving ends of their queues.
+fn registry(n: usize) -> (Registry, Vec<mpsc::Receiver<Utf8Bytes>>) {
+    let registry = Registry::default();
+    let mut receivers = Vec::with_capacity(n);
+    let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+    for i in 0..n {
+        let (queue, rx) = mpsc::channel(256);
+        let info = Arc::new(ClientInfo::new(format!("client-{i}"), Value::Null, addr));
+        registry.register(
+            ClientEntry {
+                info,
+                queue,
+                close: CloseSignal::new(),
+            },
+            |_| Some(Vec::new()),
+        );
+        receivers.push(rx);
+    }
+    (registry, receivers)
+}
+
+/// Queueing one message for every device and taking it off again, as each device's writer
+/// does. The cost must not depend on the message size: the bytes are shared, not copied.
+#[divan::bench(args = [100, 1000])]
+fn broadcast_small(bencher: Bencher, devices: usize) {
+    let (registry, mut receivers) = registry(devices);
+    let bytes = Utf8Bytes::from(r#"{"type":"core:build-start","sessionId":"a1b2c3d4","timestamp":1}"#);
+    bencher.bench_local(|| {
+        registry.broadcast(&bytes);
+        for rx in &mut receivers {
+            divan::black_box(rx.try_recv().ok());
+        }
+    });
+}
+
+#[divan::bench(args = [100, 1000])]
+fn broadcast_dex_1_4_mb(bencher: Bencher, devices: usize) {
+    let (registry, mut receivers) = registry(devices);
+    let bytes = Utf8Bytes::from(dex_message().encode());
+    bencher.bench_local(|| {
+        registry.broadcast(&bytes);
+        for rx in &mut receivers {
+            divan::black_box(rx.try_recv().ok());
+        }
+    });
+}

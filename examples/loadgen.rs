@@ -1,0 +1,562 @@
+//! Load generator for jetstart-rs: reproduces every figure in BENCHMARKS.md.
+//!
+//! It starts the real server binary itself (on ephemeral loopback ports, with the stand-in
+//! build tools from `tests/fixtures`), drives it with real WebSocket devices, and prints
+//! medians. Every wait is bounded. Build first: `cargo build --release --bins --examples`.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- all            # every figure, 3 runs each
+//! cargo run --release --example loadgen -- all --quick    # smoke mode (tiny N, 1 run)
+//! cargo run --release --example loadgen -- fanout --clients 1000 --hot --dex-size 1400000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, Barrier};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Bound for any single wait.
+const WAIT: Duration = Duration::from_secs(60);
+/// Debounce the server is started with; subtracted from save-to-device figures.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+
+#[derive(Parser)]
+#[command(about = "Load generator for jetstart-rs (see BENCHMARKS.md)")]
+struct Args {
+    /// Server binary [default: target/<profile>/jetstart-rs next to this example].
+    #[arg(long, global = true)]
+    server: Option<PathBuf>,
+    /// Runs per figure; the median is reported.
+    #[arg(long, global = true, default_value_t = 3)]
+    runs: usize,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Spawn → WebSocket port accepting.
+    Startup,
+    /// Idle RSS, then RSS with N authenticated devices.
+    Rss {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+    },
+    /// Sequential connect + authenticate round trips (percentiles).
+    Auth {
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+    },
+    /// N devices connect and authenticate concurrently.
+    Connect {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+    },
+    /// Save a watched file; time until the event reaches the first and the last device.
+    Fanout {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// `.kt` save → DEX hot reload (otherwise `strings.xml` → full build).
+        #[arg(long)]
+        hot: bool,
+        /// Size of the stand-in `classes.dex` in bytes.
+        #[arg(long, default_value_t = 1_400_000)]
+        dex_size: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Every figure of BENCHMARKS.md.
+    All {
+        /// Smoke mode for CI: tiny N, one run, no targets checked.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let server = match args.server.clone() {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    let runs = args.runs.max(1);
+    match args.command {
+        Cmd::Startup => report(
+            "start-up: spawn → WS accepting",
+            "ms",
+            median_of(runs, || startup(&server)).await?,
+        ),
+        Cmd::Rss { clients } => {
+            let (idle, loaded) = rss(&server, clients).await?;
+            println!("idle RSS: {idle:.1} MB; with {clients} devices: {loaded:.1} MB");
+        }
+        Cmd::Auth { count } => auth(&server, count).await?,
+        Cmd::Connect { clients } => report(
+            &format!("connect+auth {clients} concurrently"),
+            "ms",
+            median_of(runs, || connect_many(&server, clients)).await?,
+        ),
+        Cmd::Fanout {
+            clients,
+            hot,
+            dex_size,
+            rounds,
+        } => {
+            let (first, last) = fanout(&server, clients, hot, dex_size, rounds).await?;
+            println!(
+                "fanout {clients} devices ({}): first {first:.2} ms, last {last:.2} ms",
+                kind(hot, dex_size)
+            );
+        }
+        Cmd::All { quick } => all(&server, quick, runs).await?,
+    }
+    Ok(())
+}
+
+fn kind(hot: bool, dex_size: usize) -> String {
+    if hot {
+        format!("dex-reload, {dex_size} B dex")
+    } else {
+        "build-start".to_owned()
+    }
+}
+
+fn report(what: &str, unit: &str, value: f64) {
+    println!("{what}: {value:.3} {unit}");
+}
+
+fn default_server() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/examples/loadgen → target/<profile>/jetstart-rs
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("jetstart-rs"))
+        .context("can't locate the target directory")?;
+    if !path.exists() {
+        bail!(
+            "{} not found; build it first: cargo build --release --bins --examples",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn median_of<F, Fut>(runs: usize, mut f: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<f64>>,
+{
+    let mut values = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        values.push(f().await?);
+    }
+    Ok(median(&mut values))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A server started for a measurement; killed on drop.
+struct Server {
+    child: Child,
+    ws_port: u16,
+    session_id: String,
+    token: String,
+    project: tempfile::TempDir,
+    events: mpsc::UnboundedReceiver<Value>,
+    _tools: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    async fn start(binary: &Path, hot: Option<usize>) -> Result<Self> {
+        let project = tempfile::Builder::new().prefix("loadgen-").tempdir()?;
+        write_project(project.path())?;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut cmd = Command::new(binary);
+        cmd.arg("dev")
+            .arg("--project")
+            .arg(project.path())
+            .args([
+                "--json",
+                "--port",
+                "0",
+                "--ws-port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--host",
+                "127.0.0.1",
+            ])
+            .args(["--no-initial-build", "--max-clients", "5000", "-q"])
+            .arg("--debounce")
+            .arg(format!("{}ms", DEBOUNCE.as_millis()))
+            .arg("--build-cmd")
+            .arg(fixtures.join("gradlew"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let tools = match hot {
+            Some(dex_size) => {
+                let tools = toolchain(&fixtures)?;
+                let path = format!(
+                    "{}:{}",
+                    tools.path().join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                );
+                cmd.env("PATH", path)
+                    .env("ANDROID_HOME", tools.path().join("sdk"))
+                    .env("FAKE_DEX_SIZE", dex_size.to_string());
+                Some(tools)
+            }
+            None => {
+                cmd.arg("--no-hot-reload");
+                None
+            }
+        };
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, mut events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let ready = tokio::time::timeout(WAIT, events.recv())
+            .await?
+            .context("server exited before ready")?;
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        Ok(Self {
+            ws_port: ready["wsPort"].as_u64().context("wsPort")? as u16,
+            session_id: s(&ready["session"]["id"]),
+            token: s(&ready["session"]["token"]),
+            child,
+            project,
+            events,
+            _tools: tools,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+
+    fn rss_mb(&self) -> Result<f64> {
+        let pid = self.child.id().context("server exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS")?;
+        Ok(kb / 1024.0)
+    }
+
+    async fn event(&mut self, name: &str) -> Result<Value> {
+        tokio::time::timeout(WAIT, async {
+            while let Some(event) = self.events.recv().await {
+                if event["event"] == name {
+                    return Ok(event);
+                }
+            }
+            bail!("server exited while waiting for {name}")
+        })
+        .await
+        .with_context(|| format!("timed out waiting for {name}"))?
+    }
+}
+
+/// A stand-in Android toolchain: `kotlinc` on PATH, `d8` and `android.jar` under ANDROID_HOME.
+fn toolchain(fixtures: &Path) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("loadgen-tools-").tempdir()?;
+    let bin = dir.path().join("bin");
+    let build_tools = dir.path().join("sdk/build-tools/34.0.0");
+    let platform = dir.path().join("sdk/platforms/android-34");
+    for d in [&bin, &build_tools, &platform] {
+        std::fs::create_dir_all(d)?;
+    }
+    std::os::unix::fs::symlink(fixtures.join("kotlinc"), bin.join("kotlinc"))?;
+    std::os::unix::fs::symlink(fixtures.join("d8"), build_tools.join("d8"))?;
+    std::fs::write(
+        platform.join("android.jar"),
+        b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    )?;
+    Ok(dir)
+}
+
+fn write_project(root: &Path) -> Result<()> {
+    let files: &[(&str, &str)] = &[
+        ("settings.gradle", "rootProject.name = \"bench\"\ninclude ':app'\n"),
+        ("app/build.gradle", "android {\n    defaultConfig {\n        applicationId \"dev.bench\"\n        minSdk 24\n        targetSdk 34\n        versionCode 1\n        versionName \"1.0\"\n    }\n}\n"),
+        ("app/src/main/java/dev/bench/Screen.kt", "package dev.bench\n\nclass Screen\n"),
+        ("app/src/main/res/values/strings.xml", "<resources><string name=\"app_name\">Bench</string></resources>\n"),
+    ];
+    for (path, contents) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().context("parent")?)?;
+        std::fs::write(path, contents)?;
+    }
+    Ok(())
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Connects and authenticates one device; returns it after `core:connected`.
+async fn device(url: &str, session_id: &str, token: &str, n: usize) -> Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let connect = json!({"type": "client:connect", "sessionId": session_id, "token": token,
+        "deviceInfo": {"id": format!("loadgen-{n}"), "model": "loadgen", "platform": "android"}});
+    ws.send(Message::text(connect.to_string())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if text.starts_with("{\"type\":\"core:connected\"") => {
+                return Ok(ws)
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => bail!("device {n} not accepted: {other:?}"),
+        }
+    }
+}
+
+async fn startup(binary: &Path) -> Result<f64> {
+    // Pick a free port, then hand it to the server so the probe knows where to knock.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args([
+            "dev",
+            "--json",
+            "--no-qr",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--host",
+            "127.0.0.1",
+            "-q",
+        ])
+        .arg("--ws-port")
+        .arg(port.to_string())
+        .arg("--project")
+        .arg(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let accepted = tokio::time::timeout(WAIT, async {
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await?;
+    child.kill().await?;
+    Ok(ms(accepted))
+}
+
+async fn rss(binary: &Path, clients: usize) -> Result<(f64, f64)> {
+    let server = Server::start(binary, None).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let start-up allocations settle
+    let idle = server.rss_mb()?;
+    let devices = connect_all(&server, clients).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let loaded = server.rss_mb()?;
+    drop(devices);
+    Ok((idle, loaded))
+}
+
+async fn connect_all(server: &Server, clients: usize) -> Result<Vec<Ws>> {
+    let url = Arc::new(server.url());
+    let mut tasks = Vec::with_capacity(clients);
+    for n in 0..clients {
+        let (url, id, token) = (url.clone(), server.session_id.clone(), server.token.clone());
+        tasks.push(tokio::spawn(async move { device(&url, &id, &token, n).await }));
+    }
+    let mut devices = Vec::with_capacity(clients);
+    for task in tasks {
+        devices.push(tokio::time::timeout(WAIT, task).await???);
+    }
+    Ok(devices)
+}
+
+async fn connect_many(binary: &Path, clients: usize) -> Result<f64> {
+    let server = Server::start(binary, None).await?;
+    let started = Instant::now();
+    let devices = connect_all(&server, clients).await?;
+    let elapsed = started.elapsed();
+    drop(devices);
+    Ok(ms(elapsed))
+}
+
+async fn auth(binary: &Path, count: usize) -> Result<()> {
+    let server = Server::start(binary, None).await?;
+    let url = server.url();
+    // Warm-up: first connections pay for lazy initialization on both sides.
+    for n in 0..20.min(count) {
+        drop(device(&url, &server.session_id, &server.token, n).await?);
+    }
+    let mut samples = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = Instant::now();
+        let ws = tokio::time::timeout(WAIT, device(&url, &server.session_id, &server.token, n)).await??;
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+        drop(ws);
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "auth round trip over {count}: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.9),
+        percentile(&samples, 0.99)
+    );
+    Ok(())
+}
+
+/// Returns (first, last) device latency in ms, medians over rounds, minus the debounce window
+/// (and, for hot reloads, minus the tools' time as reported by the server).
+async fn fanout(
+    binary: &Path,
+    clients: usize,
+    hot: bool,
+    dex_size: usize,
+    rounds: usize,
+) -> Result<(f64, f64)> {
+    let mut server = Server::start(binary, hot.then_some(dex_size)).await?;
+    let devices = connect_all(&server, clients).await?;
+    let marker = if hot {
+        "{\"type\":\"core:dex-reload\""
+    } else {
+        "{\"type\":\"core:build-start\""
+    };
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Instant, usize)>();
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    for mut ws in devices {
+        let (tx, barrier) = (tx.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            while let Some(Ok(message)) = ws.next().await {
+                if let Message::Text(text) = message {
+                    if text.starts_with(marker) && tx.send((Instant::now(), text.len())).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    barrier.wait().await;
+    let (file, edit) = if hot {
+        ("app/src/main/java/dev/bench/Screen.kt", "\n// edit\n")
+    } else {
+        ("app/src/main/res/values/strings.xml", "\n<!-- edit -->\n")
+    };
+    let path = server.project.path().join(file);
+    let (mut firsts, mut lasts) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let saved = Instant::now();
+        let mut contents = std::fs::read_to_string(&path)?;
+        contents.push_str(edit);
+        std::fs::write(&path, contents)?;
+        let mut times = Vec::with_capacity(clients);
+        let mut size = 0;
+        while times.len() < clients {
+            let (at, len) = tokio::time::timeout(WAIT, arrivals.recv())
+                .await
+                .with_context(|| format!("round {round}: {} of {clients} devices reached", times.len()))?
+                .context("devices gone")?;
+            times.push(at);
+            size = len;
+        }
+        let tool_ms = if hot {
+            server.event("dex-reload").await?["durationMs"]
+                .as_f64()
+                .unwrap_or(0.0)
+        } else {
+            server.event("build-complete").await?;
+            0.0
+        };
+        let first = times.iter().min().map(|t| ms(*t - saved)).unwrap_or_default() - ms(DEBOUNCE) - tool_ms;
+        let last = times.iter().max().map(|t| ms(*t - saved)).unwrap_or_default() - ms(DEBOUNCE) - tool_ms;
+        eprintln!("  round {round}: first {first:.2} ms, last {last:.2} ms, message {size} B");
+        firsts.push(first);
+        lasts.push(last);
+    }
+    Ok((median(&mut firsts), median(&mut lasts)))
+}
+
+async fn all(binary: &Path, quick: bool, runs: usize) -> Result<()> {
+    let runs = if quick { 1 } else { runs };
+    let scale = |n: usize| if quick { (n / 100).max(2) } else { n };
+    let dex = if quick { 10_000 } else { 1_400_000 };
+    println!("| figure | jetstart-rs |\n|---|---|");
+    let startup = median_of(runs, || startup(binary)).await?;
+    println!("| start-up: spawn → WebSocket accepting | {startup:.1} ms |");
+    let mut idle = Vec::new();
+    let mut loaded = Vec::new();
+    for _ in 0..runs {
+        let (i, l) = rss(binary, scale(1000)).await?;
+        idle.push(i);
+        loaded.push(l);
+    }
+    println!("| idle RSS | {:.1} MB |", median(&mut idle));
+    println!(
+        "| RSS with {} authenticated devices | {:.1} MB |",
+        scale(1000),
+        median(&mut loaded)
+    );
+    auth(binary, scale(2000)).await?;
+    let connect = median_of(runs, || connect_many(binary, scale(1000))).await?;
+    println!(
+        "| connect + authenticate {} devices concurrently | {connect:.0} ms |",
+        scale(1000)
+    );
+    for (clients, hot) in [
+        (scale(1000), false),
+        (scale(100), false),
+        (scale(500), true),
+        (scale(1000), true),
+    ] {
+        let mut lasts = Vec::new();
+        for _ in 0..runs {
+            lasts.push(fanout(binary, clients, hot, dex, 3).await?.1);
+        }
+        println!(
+            "| {} → last of {clients} devices | {:.2} ms |",
+            kind(hot, dex),
+            median(&mut lasts)
+        );
+    }
+    Ok(())
+}
