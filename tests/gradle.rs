@@ -321,3 +321,44 @@ async fn a_project_without_marker_block_is_left_alone() {
     );
     assert_eq!(std::fs::read(&build).expect("read"), before);
 }
+
+// ---------------------------------------------------------------- Java literals
+
+/// If a JDK is installed, the literals written into `BuildConfig` must compile to the original
+/// string (unicode escapes, octal escapes, surrogate pairs).
+#[test]
+fn java_literals_compile_to_the_original_string() {
+    let tricky = "a\"b\\c\nd\r\te\u{0}\u{1f}\u{7f} é 🚀 \\u0022 $x";
+    let Ok(version) = std::process::Command::new("java").arg("-version").output() else {
+        eprintln!("skipping: no `java` on PATH");
+        return;
+    };
+    if !version.status.success() {
+        eprintln!("skipping: `java -version` failed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("Lit.java");
+    std::fs::write(
+        &source,
+        format!(
+            "public class Lit {{ public static void main(String[] a) {{\n\
+               String s = {};\n\
+               StringBuilder b = new StringBuilder(); s.codePoints().forEach(c -> b.append(Integer.toHexString(c)).append(' '));\n\
+               System.out.println(b.toString().trim()); }} }}\n",
+            jetstart::gradle::escape::java_literal(tricky)
+        ),
+    )
+    .expect("write java");
+    let out = std::process::Command::new("java")
+        .arg(&source)
+        .output()
+        .expect("run java");
+    assert!(
+        out.status.success(),
+        "javac rejected the literal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = tricky.chars().map(|c| format!("{:x}", u32::from(c))).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.join(" "));
+}
