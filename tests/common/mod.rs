@@ -2,6 +2,8 @@
 //! clients, bounded waits. Every child process is killed on drop.
 #![allow(dead_code)]
 
+pub mod gradle;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};

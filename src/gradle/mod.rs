@@ -1,0 +1,140 @@
+//! Gradle integration: the BuildConfig session file, `init`, and JetStart's marker block.
+
+mod atomic;
+pub mod escape;
+pub mod init;
+pub mod marker;
+pub mod session_file;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::report::url_host;
+use crate::server::Server;
+use crate::session::Session;
+
+pub use init::init;
+
+/// The Gradle script `init` installs as `gradle/jetstart.gradle`.
+pub const SCRIPT: &str = include_str!("../../templates/jetstart.gradle");
+
+/// The four `BuildConfig` string fields (SPEC §7), in the order they are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub server_url: &'a str,
+    pub session_id: &'a str,
+    pub token: &'a str,
+    pub http_url: &'a str,
+}
+
+impl Fields<'_> {
+    /// Every field empty: what a stopped server leaves behind.
+    pub const EMPTY: Fields<'static> = Fields {
+        server_url: "",
+        session_id: "",
+        token: "",
+        http_url: "",
+    };
+
+    /// `(BuildConfig name, value)` pairs.
+    pub fn named(&self) -> [(&'static str, &str); 4] {
+        [
+            ("JETSTART_SERVER_URL", self.server_url),
+            ("JETSTART_SESSION_ID", self.session_id),
+            ("JETSTART_TOKEN", self.token),
+            ("JETSTART_HTTP_URL", self.http_url),
+        ]
+    }
+}
+
+/// `ws://<host>:<wsPort>` and `http://<host>:<port>`, with IPv6 hosts in brackets.
+pub fn urls(host: &str, http_port: u16, ws_port: u16) -> (String, String) {
+    let host = url_host(host);
+    (
+        format!("ws://{host}:{ws_port}"),
+        format!("http://{host}:{http_port}"),
+    )
+}
+
+/// The app module's Groovy build file, where JetStart projects keep their marker block.
+fn marker_file(project_dir: &Path) -> PathBuf {
+    project_dir.join("app").join("build.gradle")
+}
+
+/// Writes `<project>/.jetstart/session.properties` for `session` (SPEC §7) and, in a
+/// JetStart-created project, the marker block of `app/build.gradle`.
+///
+/// Only the session file is essential: a marker block that can't be updated is reported as a
+/// warning, so a read-only build file doesn't stop the server.
+pub fn write_session(server: &Server, session: &Session) -> Result<()> {
+    let config = &server.config;
+    let (server_url, http_url) = urls(&config.host, server.http_port, server.ws_port);
+    session_file::write(
+        &config.project_dir,
+        &session_file::Contents {
+            server_url: &server_url,
+            http_url: &http_url,
+            session_id: &session.id,
+            token: &session.token,
+            project_name: &config.project_name,
+        },
+        &server.self_writes,
+    )?;
+    let fields = Fields {
+        server_url: &server_url,
+        session_id: &session.id,
+        token: &session.token,
+        http_url: &http_url,
+    };
+    update_marker_block(server, &fields);
+    Ok(())
+}
+
+/// Removes the session file and empties the marker block's values on clean shutdown.
+pub fn remove_session(server: &Server) -> Result<()> {
+    update_marker_block(server, &Fields::EMPTY);
+    session_file::remove(&server.config.project_dir)
+}
+
+fn update_marker_block(server: &Server, fields: &Fields<'_>) {
+    let file = marker_file(&server.config.project_dir);
+    match marker::update(&file, fields, &server.self_writes) {
+        Ok(true) => tracing::debug!("updated the JetStart fields in {}", file.display()),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            "could not update the JetStart fields block: {e:#}; apps built now carry stale credentials"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_bracket_ipv6_hosts() {
+        assert_eq!(
+            urls("192.168.1.5", 8765, 8766),
+            (
+                "ws://192.168.1.5:8766".to_owned(),
+                "http://192.168.1.5:8765".to_owned()
+            )
+        );
+        assert_eq!(
+            urls("fe80::1", 1, 2),
+            ("ws://[fe80::1]:2".to_owned(), "http://[fe80::1]:1".to_owned())
+        );
+        assert_eq!(urls("laptop.local", 1, 2).0, "ws://laptop.local:2");
+    }
+
+    #[test]
+    fn script_defines_every_field() {
+        for (name, _) in Fields::EMPTY.named() {
+            assert!(SCRIPT.contains(name), "{name} missing from the template");
+        }
+        assert!(SCRIPT.contains("rootProject.file('.jetstart/session.properties')"));
+        assert!(SCRIPT.contains("buildConfig = true"));
+        assert!(SCRIPT.contains("logger.warn"));
+    }
+}
