@@ -66,9 +66,9 @@ impl Pending {
         self.batch.is_empty() && !self.requested
     }
 
-    /// True if this job will certainly be a full build.
+    /// True if there is work and it will certainly be a full build.
     fn is_full(&self) -> bool {
-        self.requested || !self.batch.is_kotlin_only()
+        self.requested || (!self.batch.is_empty() && !self.batch.is_kotlin_only())
     }
 }
 
@@ -219,7 +219,7 @@ mod tests {
         let kt = dir.path().join("A.kt");
         std::fs::write(&kt, "class A").expect("write");
         let mut pending = Pending::default();
-        assert!(pending.is_empty());
+        assert!(pending.is_empty() && !pending.is_full());
         pending.batch.files.insert(kt);
         assert!(!pending.is_empty() && !pending.is_full());
         pending.batch.files.insert(dir.path().join("strings.xml"));

@@ -107,11 +107,12 @@ impl Drop for GroupGuard {
 /// Runs `cmd` in its own process group until it exits, `deadline` passes, or `cancel` fires.
 /// Each output line (stdout and stderr interleaved, as they arrive) is handed to `on_line`.
 pub async fn run(
-    mut cmd: Command,
+    cmd: Command,
     deadline: Instant,
     cancel: &CancellationToken,
     mut on_line: impl FnMut(&str),
 ) -> Result<Finished> {
+    let mut cmd = merged_output(&cmd);
     cmd.process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -171,6 +172,30 @@ pub async fn run(
         tail.push(line);
     }
     Ok(Finished { exit, tail })
+}
+
+/// `cmd` run as `sh -c 'exec "$@" 2>&1' sh <program> <args>`: stdout and stderr share one pipe,
+/// so the tail keeps the order the tool wrote them in (compiler errors on stderr stay next to
+/// the task lines on stdout). Two pipes read concurrently would let one overtake the other.
+fn merged_output(cmd: &Command) -> Command {
+    let std = cmd.as_std();
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .arg("-c")
+        .arg("exec \"$@\" 2>&1")
+        .arg("sh")
+        .arg(std.get_program())
+        .args(std.get_args());
+    if let Some(dir) = std.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (key, value) in std.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
 }
 
 /// SIGTERM to the whole group, up to `grace` for the leader to exit, then SIGKILL to whatever
