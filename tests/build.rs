@@ -424,3 +424,38 @@ async fn manual_build_publishes_the_apk_for_download() {
         .expect("join")
         .expect("clean stop");
 }
+
+#[tokio::test]
+async fn stopping_the_server_kills_a_running_build() {
+    let project = BuildProject::with_wrapper();
+    let pidfile = project.log.with_file_name("child.pid");
+    let mut dev = start(
+        &project,
+        &["--no-initial-build"],
+        &[
+            ("FAKE_GRADLE_MODE", "hang".into()),
+            ("FAKE_GRADLE_PIDFILE", pidfile.display().to_string()),
+        ],
+    )
+    .await;
+    project.save(STRINGS, &strings("Stop"));
+    dev.event("build-start").await;
+    let child: i32 = common::within("the hanging child's pid", async {
+        loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    dev.sigterm();
+    assert!(dev.wait_exit().await.success());
+    assert!(
+        wait_dead(child).await,
+        "the build's child {child} outlived the server"
+    );
+}
