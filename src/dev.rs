@@ -45,7 +45,7 @@ impl Dev {
         crate::gradle::write_session(&server, &session)?;
 
         let stop = tokio_util::sync::CancellationToken::new();
-        let builder = tokio::spawn(crate::build::run(server.clone(), stop.clone()));
+        let builder = crate::build::spawn(server.clone(), stop.clone());
         let expiry = tokio::spawn(crate::expiry::run(server.clone(), stop.clone()));
 
         let hub = server.hub.clone();

@@ -1,1 +1,337 @@
 //! Watching the project: ignore rules, debounce, and classification of a batch of changes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use notify::event::{CreateKind, EventKind, ModifyKind, RemoveKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::Server;
+
+/// Folders never watched for changes, wherever they are (build outputs, tool state, VCS).
+pub const IGNORED_DIRS: &[&str] = &["build", ".gradle", ".git", ".idea", ".jetstart", "node_modules"];
+/// File name endings that matter to an Android build.
+const WATCHED_SUFFIXES: &[&str] = &[".kt", ".java", ".xml", ".gradle", ".gradle.kts", ".properties"];
+/// Changes waiting between notify's thread and tokio. Only relevant paths are sent (Gradle's
+/// own churn in `build/` is filtered on notify's thread), so this is seldom more than a few.
+const CHANNEL_CAPACITY: usize = 4096;
+/// A steady stream of changes (a generator rewriting sources in a loop) would otherwise
+/// postpone a batch forever; past this, the batch goes out and the rest makes the next one.
+const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+/// The hint for the most common reason watching fails on Linux.
+const INOTIFY_HINT: &str = "the OS limit on watched folders was reached; raise it with \
+    `sudo sysctl fs.inotify.max_user_watches=524288` (add it to /etc/sysctl.conf to keep it), \
+    then restart";
+
+/// True if a change to `path` (under `root`) may affect the build.
+pub fn is_relevant(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return false;
+    };
+    let Some(name) = rel.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !in_ignored_dir(rel) && name != "local.properties" && WATCHED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// True if any folder of the relative path `rel` (its last part included) is ignored.
+fn in_ignored_dir(rel: &Path) -> bool {
+    rel.components()
+        .any(|c| IGNORED_DIRS.iter().any(|d| c.as_os_str() == *d))
+}
+
+/// Changes collected over one debounce window.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Changed (created, modified, removed) files.
+    pub files: BTreeSet<PathBuf>,
+    /// Something only a full build covers: events were lost, or a folder was removed.
+    pub full: bool,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && !self.full
+    }
+
+    /// True if only existing `.kt` files changed: the hot path may handle it. A removed
+    /// `.kt` file can't be compiled, so it needs a full build.
+    pub fn is_kotlin_only(&self) -> bool {
+        !self.full
+            && !self.files.is_empty()
+            && self
+                .files
+                .iter()
+                .all(|f| f.extension().is_some_and(|e| e == "kt") && f.is_file())
+    }
+
+    /// Adds `other` to this batch.
+    pub fn merge(&mut self, other: Batch) {
+        self.files.extend(other.files);
+        self.full |= other.full;
+    }
+}
+
+/// What notify's thread hands to tokio.
+#[derive(Debug)]
+enum Change {
+    File(PathBuf),
+    /// A folder appeared: files written into it before its watch was added have no events.
+    NewDir(PathBuf),
+    /// A folder went away, or notify lost events: only a full build is safe.
+    Structure,
+}
+
+/// The running watcher: notify on its thread, batches on a tokio channel.
+pub struct WatchSystem {
+    // Kept alive: dropping it stops watching.
+    _watcher: RecommendedWatcher,
+    changes: mpsc::Receiver<Change>,
+    overflowed: Arc<AtomicBool>,
+    server: Arc<Server>,
+}
+
+impl WatchSystem {
+    /// Starts watching the project recursively. Errors say what to do (inotify limit).
+    pub fn new(server: Arc<Server>) -> Result<Self> {
+        let root = server.config.project_dir.clone();
+        let (tx, changes) = mpsc::channel(CHANNEL_CAPACITY);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        let callback_root = root.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let event = match res {
+                Ok(event) => event,
+                Err(e) => {
+                    report_error(&e);
+                    return;
+                }
+            };
+            for change in changes_of(&callback_root, &event) {
+                match tx.try_send(change) {
+                    Ok(()) => {}
+                    // Full: tokio is behind. The change is not lost: the flag makes the next
+                    // batch a full build, which covers every change, this one included.
+                    Err(mpsc::error::TrySendError::Full(_)) => flag.store(true, Ordering::SeqCst),
+                    // Closed: the server is stopping.
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        })?;
+        watcher.watch(&root, RecursiveMode::Recursive).map_err(|e| {
+            if is_limit(&e) {
+                anyhow::anyhow!("could not watch {}: {INOTIFY_HINT}", root.display())
+            } else {
+                anyhow::Error::new(e).context(format!("could not watch {}", root.display()))
+            }
+        })?;
+        Ok(Self {
+            _watcher: watcher,
+            changes,
+            overflowed,
+            server,
+        })
+    }
+
+    /// Sends one [`Batch`] per burst of changes to `batches` until `stop`.
+    pub async fn run(mut self, batches: mpsc::Sender<Batch>, stop: CancellationToken) {
+        loop {
+            let batch = tokio::select! {
+                () = stop.cancelled() => return,
+                batch = self.next_batch() => batch,
+            };
+            let Some(batch) = batch else { return };
+            if batches.send(batch).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for a change, then collects until the project has been quiet for `--debounce`.
+    async fn next_batch(&mut self) -> Option<Batch> {
+        let debounce = self.server.config.debounce;
+        loop {
+            let mut batch = Batch::default();
+            let first = self.changes.recv().await?;
+            self.add(&mut batch, first);
+            let cap = tokio::time::sleep(MAX_BATCH_WAIT);
+            tokio::pin!(cap);
+            loop {
+                tokio::select! {
+                    change = self.changes.recv() => match change {
+                        Some(change) => self.add(&mut batch, change),
+                        None => break,
+                    },
+                    () = tokio::time::sleep(debounce) => break,
+                    () = &mut cap => break,
+                }
+            }
+            if self.overflowed.swap(false, Ordering::SeqCst) {
+                tracing::warn!("too many file changes at once to track one by one; doing a full build");
+                batch.full = true;
+            }
+            // The server's own writes (BuildConfig marker block) must never cause a build.
+            let server = &self.server;
+            batch.files.retain(|path| !server.self_writes.is_own(path));
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+
+    fn add(&self, batch: &mut Batch, change: Change) {
+        match change {
+            Change::File(path) => {
+                batch.files.insert(path);
+            }
+            Change::NewDir(dir) => {
+                let root = &self.server.config.project_dir;
+                batch.files.extend(relevant_files_in(root, &dir));
+            }
+            Change::Structure => batch.full = true,
+        }
+    }
+}
+
+/// The relevant changes in one notify event.
+fn changes_of(root: &Path, event: &notify::Event) -> Vec<Change> {
+    if event.need_rescan() {
+        return vec![Change::Structure];
+    }
+    let mut out = Vec::new();
+    for path in &event.paths {
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() || in_ignored_dir(rel) {
+            continue;
+        }
+        match event.kind {
+            // Reads, and atime updates from compilers reading sources, change nothing.
+            EventKind::Access(_)
+            | EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::AccessTime)) => {}
+            EventKind::Create(CreateKind::Folder) => out.push(Change::NewDir(path.clone())),
+            EventKind::Remove(RemoveKind::Folder) => out.push(Change::Structure),
+            _ if is_relevant(root, path) => out.push(Change::File(path.clone())),
+            // A folder renamed into place or away (no extension: not one of our files).
+            EventKind::Modify(ModifyKind::Name(_)) if path.is_dir() => out.push(Change::NewDir(path.clone())),
+            EventKind::Modify(ModifyKind::Name(_)) if path.extension().is_none() && !path.exists() => {
+                out.push(Change::Structure);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Relevant files already inside a folder that just appeared (bounded walk).
+fn relevant_files_in(root: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if path.strip_prefix(root).is_ok_and(|rel| !in_ignored_dir(rel)) {
+                    stack.push(path);
+                }
+            } else if is_relevant(root, &path) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn is_limit(e: &notify::Error) -> bool {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(28), // ENOSPC: inotify's way to say it
+        _ => false,
+    }
+}
+
+fn report_error(e: &notify::Error) {
+    if is_limit(e) {
+        tracing::error!("some folders are not watched: {INOTIFY_HINT}");
+    } else {
+        tracing::warn!("file watcher: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_rules_and_extensions() {
+        let root = Path::new("/p");
+        let yes = |p: &str| is_relevant(root, Path::new(p));
+        assert!(yes("/p/app/src/main/java/com/x/Main.kt"));
+        assert!(yes("/p/app/src/main/java/com/x/Main.java"));
+        assert!(yes("/p/app/src/main/res/values/strings.xml"));
+        assert!(yes("/p/app/build.gradle"));
+        assert!(yes("/p/app/build.gradle.kts"));
+        assert!(yes("/p/gradle.properties"));
+        assert!(!yes("/p/local.properties"));
+        assert!(!yes("/p/app/build/generated/R.java"));
+        assert!(!yes("/p/.gradle/8.0/x.properties"));
+        assert!(!yes("/p/.git/config.xml"));
+        assert!(!yes("/p/.idea/workspace.xml"));
+        assert!(!yes("/p/.jetstart/session.properties"));
+        assert!(!yes("/p/lib/node_modules/a/b.kt"));
+        assert!(!yes("/p/README.md"));
+        assert!(!yes("/p/script.kts"));
+        assert!(!yes("/elsewhere/A.kt"));
+        assert!(
+            yes("/p/buildSrc/src/A.kt"),
+            "only a folder named exactly `build` is ignored"
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kt = dir.path().join("A.kt");
+        let xml = dir.path().join("a.xml");
+        std::fs::write(&kt, "class A").expect("write");
+        std::fs::write(&xml, "<a/>").expect("write");
+        let batch = |files: &[&PathBuf], full| Batch {
+            files: files.iter().map(|p| (*p).clone()).collect(),
+            full,
+        };
+        assert!(batch(&[&kt], false).is_kotlin_only());
+        assert!(!batch(&[&kt, &xml], false).is_kotlin_only());
+        assert!(!batch(&[&kt], true).is_kotlin_only());
+        assert!(!batch(&[], false).is_kotlin_only());
+        assert!(!batch(&[&dir.path().join("Gone.kt")], false).is_kotlin_only());
+
+        let mut merged = batch(&[&kt], false);
+        merged.merge(batch(&[&xml], false));
+        assert_eq!(merged.files.len(), 2);
+        assert!(!merged.is_kotlin_only());
+    }
+
+    #[test]
+    fn new_folders_are_scanned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("app/src/x/build")).expect("mkdir");
+        std::fs::write(root.join("app/src/x/A.kt"), "").expect("write");
+        std::fs::write(root.join("app/src/x/build/B.kt"), "").expect("write");
+        std::fs::write(root.join("app/src/x/notes.txt"), "").expect("write");
+        assert_eq!(
+            relevant_files_in(root, &root.join("app")),
+            vec![root.join("app/src/x/A.kt")]
+        );
+    }
+}

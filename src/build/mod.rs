@@ -1,13 +1,233 @@
 //! Builds: the scheduler that turns file changes into full builds or DEX hot reloads.
+//!
+//! One build at a time. Whatever arrives while a build runs (saves, manual requests, the first
+//! device) is merged into one pending job that starts as soon as the slot is free, so every
+//! change is covered by exactly one follow-up build and none is dropped (trunk's
+//! `check_spawn_build` model).
 
+pub mod apk;
+pub mod gradle;
+pub mod hot;
+pub mod process;
+pub mod progress;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Server;
+use crate::protocol::CoreMessage;
+use crate::report::{BuildKind, Event};
+use crate::server::{BuildRequest, Server};
+use crate::watch::{Batch, WatchSystem};
+
+/// Batches waiting for the scheduler; the scheduler merges them at once, so a handful is plenty
+/// and a full queue only makes the watcher wait (its own queue keeps collecting meanwhile).
+const BATCH_QUEUE: usize = 16;
 
 /// Runs the watcher and the build scheduler until `stop`; a running build is killed on stop.
 pub async fn run(server: Arc<Server>, stop: CancellationToken) {
-    let _ = server;
-    stop.cancelled().await;
+    let watcher = start_watcher(&server);
+    schedule(server, watcher, stop).await;
+}
+
+/// Starts watching now (so no save made after `ready` is missed) and the scheduler in a task.
+pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> JoinHandle<()> {
+    let watcher = start_watcher(&server);
+    tokio::spawn(schedule(server, watcher, stop))
+}
+
+fn start_watcher(server: &Arc<Server>) -> Option<WatchSystem> {
+    match WatchSystem::new(server.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            // Report and go on: devices still connect, manual and initial builds still work.
+            tracing::error!("file watching is off: {e:#}");
+            None
+        }
+    }
+}
+
+/// Work waiting for the build slot.
+#[derive(Debug, Default)]
+struct Pending {
+    batch: Batch,
+    /// A full build was asked for (manually, or for the first device).
+    requested: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && !self.requested
+    }
+
+    /// True if there is work and it will certainly be a full build.
+    fn is_full(&self) -> bool {
+        self.requested || (!self.batch.is_empty() && !self.batch.is_kotlin_only())
+    }
+}
+
+struct Running {
+    handle: JoinHandle<()>,
+    cancel: CancellationToken,
+    full: bool,
+}
+
+async fn schedule(server: Arc<Server>, watcher: Option<WatchSystem>, stop: CancellationToken) {
+    let (batch_tx, mut batches) = mpsc::channel(BATCH_QUEUE);
+    let mut watching = watcher.is_some();
+    if let Some(watcher) = watcher {
+        tokio::spawn(watcher.run(batch_tx, stop.clone()));
+    }
+    let mut inbox = server.take_build_inbox();
+    let mut devices = server.hub.subscribe_authenticated();
+    let mut devices_open = true;
+    let mut last_count = *devices.borrow_and_update();
+    let mut pending = Pending::default();
+    let mut running: Option<Running> = None;
+    let off_said = Arc::new(AtomicBool::new(false));
+
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                if let Some(build) = running.take() {
+                    build.cancel.cancel();
+                    let _ = build.handle.await;
+                }
+                return;
+            }
+            batch = batches.recv(), if watching => match batch {
+                Some(batch) => pending.batch.merge(batch),
+                None => watching = false,
+            },
+            request = next_request(&mut inbox) => match request {
+                Some(BuildRequest::Manual) => pending.requested = true,
+                None => inbox = None,
+            },
+            changed = devices.changed(), if devices_open => {
+                if changed.is_err() {
+                    devices_open = false;
+                    continue;
+                }
+                let count = *devices.borrow_and_update();
+                let full_coming = running.as_ref().is_some_and(|r| r.full) || pending.is_full();
+                if last_count == 0 && count > 0 && server.config.initial_build
+                    && server.artifact().is_none() && !full_coming
+                {
+                    tracing::info!("first device connected and no APK built yet: initial build");
+                    pending.requested = true;
+                }
+                last_count = count;
+            }
+            result = finished(&mut running) => {
+                running = None;
+                if let Err(e) = result {
+                    tracing::error!("the build task failed: {e}");
+                }
+            }
+        }
+        if running.is_none() && !pending.is_empty() {
+            let job = std::mem::take(&mut pending);
+            let cancel = stop.child_token();
+            let full = job.is_full();
+            let handle = tokio::spawn(build(server.clone(), job, off_said.clone(), cancel.clone()));
+            running = Some(Running { handle, cancel, full });
+        }
+    }
+}
+
+async fn next_request(inbox: &mut Option<mpsc::UnboundedReceiver<BuildRequest>>) -> Option<BuildRequest> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn finished(running: &mut Option<Running>) -> Result<(), tokio::task::JoinError> {
+    match running {
+        Some(build) => (&mut build.handle).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One job: the hot path when it applies and works, otherwise a full build.
+async fn build(server: Arc<Server>, job: Pending, off_said: Arc<AtomicBool>, cancel: CancellationToken) {
+    let project = server.config.project_dir.clone();
+    let files: Vec<String> = job.batch.files.iter().map(|f| relative(&project, f)).collect();
+    if !job.is_full() {
+        if !server.config.hot_reload {
+            tracing::debug!("hot reload is off (--no-hot-reload): full build");
+        } else {
+            match hot::Toolchain::discover() {
+                Ok(tools) => match hot_reload(&server, &tools, &job.batch, files.clone(), &cancel).await {
+                    Ok(()) => return,
+                    Err(_) if cancel.is_cancelled() => return,
+                    Err(e) => tracing::warn!("hot reload failed, doing a full build instead: {e:#}"),
+                },
+                Err(e) => tracing::info!("no hot reload ({e:#}): full build"),
+            }
+        }
+    }
+    gradle::run(&server, files, &cancel, &off_said).await;
+}
+
+/// Compiles the changed `.kt` files to DEX and sends them to every device.
+async fn hot_reload(
+    server: &Server,
+    tools: &hot::Toolchain,
+    batch: &Batch,
+    files: Vec<String>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    server.reporter.emit(Event::BuildStart {
+        kind: BuildKind::Hot,
+        files,
+    });
+    let sources: Vec<_> = batch.files.iter().cloned().collect();
+    let deadline = started + server.config.build_timeout;
+    let patch = hot::compile(tools, &server.config.project_dir, &sources, deadline, cancel).await?;
+    server.hub.broadcast(&CoreMessage::DexReload {
+        session_id: server.hub.session().id.clone(),
+        dex_base64: base64::engine::general_purpose::STANDARD.encode(&patch.dex),
+        class_names: patch.class_names.clone(),
+    });
+    server.reporter.emit(Event::DexReload {
+        class_names: patch.class_names,
+        bytes: patch.dex.len(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    Ok(())
+}
+
+fn relative(project: &Path, file: &Path) -> String {
+    file.strip_prefix(project).unwrap_or(file).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_work_classification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kt = dir.path().join("A.kt");
+        std::fs::write(&kt, "class A").expect("write");
+        let mut pending = Pending::default();
+        assert!(pending.is_empty() && !pending.is_full());
+        pending.batch.files.insert(kt);
+        assert!(!pending.is_empty() && !pending.is_full());
+        pending.batch.files.insert(dir.path().join("strings.xml"));
+        assert!(pending.is_full());
+        let requested = Pending {
+            requested: true,
+            ..Pending::default()
+        };
+        assert!(!requested.is_empty() && requested.is_full());
+    }
 }

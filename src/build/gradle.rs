@@ -1,0 +1,312 @@
+//! The full build: `--build-cmd`, `./gradlew` or `gradle`, streamed into `core:build-status`
+//! and ending in `core:build-complete` (the APK published for `/download`) or `core:build-error`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::Command;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::apk;
+use super::process::{self, Exit, Tail};
+use super::progress::{phase_of, task_name, Progress, Throttle};
+use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
+use crate::report::{BuildKind, Event};
+use crate::server::{Artifact, Server};
+use crate::session::unix_ms;
+
+/// Lines of a failed build shown in the terminal: enough for a compiler error and its context.
+const SHOWN_ERROR_LINES: usize = 20;
+/// `error` of `core:build-error` is one line; phones show it in a banner.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// How full builds are run in this project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildCommand {
+    /// `--build-cmd`, run with `sh -c`.
+    Custom(String),
+    /// `./gradlew assembleDebug --console=plain`.
+    Wrapper,
+    /// `gradle assembleDebug --console=plain` from `PATH`.
+    Gradle(PathBuf),
+}
+
+impl BuildCommand {
+    /// The command per SPEC §5, or `None`: builds are off.
+    pub fn resolve(build_cmd: Option<&str>, project: &Path) -> Option<Self> {
+        if let Some(cmd) = build_cmd {
+            return Some(Self::Custom(cmd.to_owned()));
+        }
+        if project.join("gradlew").is_file() {
+            return Some(Self::Wrapper);
+        }
+        super::hot::which("gradle").map(Self::Gradle)
+    }
+
+    fn command(&self, project: &Path) -> Command {
+        let mut cmd = match self {
+            Self::Custom(line) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(line);
+                cmd
+            }
+            // Through `sh` when a wrapper was checked out without its executable bit.
+            Self::Wrapper if !super::hot::is_executable(&project.join("gradlew")) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("./gradlew");
+                cmd
+            }
+            Self::Wrapper => Command::new("./gradlew"),
+            Self::Gradle(gradle) => Command::new(gradle),
+        };
+        if !matches!(self, Self::Custom(_)) {
+            cmd.args(["assembleDebug", "--console=plain"]);
+        }
+        cmd.current_dir(project);
+        cmd
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Custom(line) => line.clone(),
+            Self::Wrapper => "./gradlew assembleDebug --console=plain".to_owned(),
+            Self::Gradle(_) => "gradle assembleDebug --console=plain".to_owned(),
+        }
+    }
+}
+
+/// Runs one full build and reports it. Returns true if it published an APK.
+/// `off_said` makes the "builds are off" message appear once per run, not per save.
+pub async fn run(
+    server: &Arc<Server>,
+    files: Vec<String>,
+    cancel: &CancellationToken,
+    off_said: &AtomicBool,
+) -> bool {
+    let config = &server.config;
+    let project = &config.project_dir;
+    let Some(command) = BuildCommand::resolve(config.build_cmd.as_deref(), project) else {
+        if !off_said.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "builds are off: no gradlew in {} and no gradle on PATH; pass --build-cmd to \
+                 choose how to build",
+                project.display()
+            );
+        }
+        return false;
+    };
+
+    let started = Instant::now();
+    server.reporter.emit(Event::BuildStart {
+        kind: BuildKind::Full,
+        files,
+    });
+    server.hub.broadcast(&CoreMessage::BuildStart {
+        session_id: server.hub.session().id.clone(),
+    });
+    tracing::info!("building: {}", command.describe());
+
+    let mut progress = Progress::default();
+    let mut throttle = Throttle::default();
+    let on_line = |line: &str| {
+        tracing::debug!(target: "jetstart::build::output", "{line}");
+        let Some(task) = task_name(line) else { return };
+        let phase = phase_of(task);
+        let percent = progress.advance(phase);
+        if throttle.ready(Instant::now()) {
+            tracing::info!("{percent:>3}% {task}");
+            server.hub.broadcast(&CoreMessage::BuildStatus {
+                session_id: server.hub.session().id.clone(),
+                status: BuildStatus {
+                    phase,
+                    progress: percent,
+                    message: line.trim().to_owned(),
+                    timestamp: unix_ms(),
+                },
+            });
+        }
+    };
+    let deadline = started + config.build_timeout;
+    let finished = process::run(command.command(project), deadline, cancel, on_line).await;
+    let elapsed = started.elapsed();
+
+    let done = match finished {
+        Ok(done) => done,
+        Err(e) => {
+            let error = format!(
+                "could not start the build command `{}`: {e:#}",
+                command.describe()
+            );
+            fail(server, error, None, &Tail::default(), elapsed);
+            return false;
+        }
+    };
+    match &done.exit {
+        Exit::Cancelled => {
+            tracing::debug!("build stopped: the server is shutting down");
+            false
+        }
+        Exit::TimedOut => {
+            let error = format!(
+                "build timed out after {} and was stopped; raise --build-timeout if your builds need longer",
+                humantime::format_duration(config.build_timeout)
+            );
+            fail(server, error, None, &done.tail, elapsed);
+            false
+        }
+        Exit::Exited(_) if done.success() => publish(server, elapsed).await,
+        Exit::Exited(status) => {
+            let code = status.code();
+            let summary = match code {
+                Some(code) => format!("build failed with exit code {code}"),
+                None => format!("build failed ({status})"),
+            };
+            let error = match first_error(&done.tail) {
+                Some(line) => format!("{summary}: {line}"),
+                None => summary,
+            };
+            fail(server, error, code, &done.tail, elapsed);
+            false
+        }
+    }
+}
+
+/// After a successful build: finds the APK, publishes it, tells devices.
+async fn publish(server: &Arc<Server>, elapsed: Duration) -> bool {
+    let project = server.config.project_dir.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let path = apk::newest_apk(&project.join(apk::APK_DIR))
+            .with_context(|| format!("the build succeeded but no APK was found under {}", apk::APK_DIR))?;
+        let info = apk::apk_info(&project, &path)?;
+        anyhow::Ok(Artifact { path, info })
+    })
+    .await
+    .context("the APK inspection task failed")
+    .and_then(|r| r);
+    let artifact = match found {
+        Ok(artifact) => artifact,
+        Err(e) => {
+            fail(server, format!("{e:#}"), Some(0), &Tail::default(), elapsed);
+            return false;
+        }
+    };
+    let session = server.hub.session();
+    let download_url = server.hub.download_url(&session);
+    server.set_artifact(artifact.clone());
+    server.hub.broadcast(&CoreMessage::BuildComplete {
+        session_id: session.id.clone(),
+        apk_info: artifact.info.clone(),
+        download_url: download_url.clone(),
+    });
+    server.reporter.emit(Event::BuildComplete {
+        apk_info: artifact.info,
+        download_url,
+        duration_ms: millis(elapsed),
+    });
+    true
+}
+
+/// Reports a failed build to devices, `--json` and the terminal (with the useful lines).
+fn fail(server: &Server, error: String, exit_code: Option<i32>, tail: &Tail, elapsed: Duration) {
+    let error = one_line(&error);
+    let excerpt = useful_lines(tail);
+    if !excerpt.is_empty() {
+        tracing::error!("build output:\n{}", excerpt.join("\n"));
+    }
+    server.hub.broadcast(&CoreMessage::BuildError {
+        session_id: server.hub.session().id.clone(),
+        error: error.clone(),
+        details: BuildErrorDetails {
+            exit_code,
+            log: tail.text(),
+        },
+    });
+    server.reporter.emit(Event::BuildError {
+        error,
+        exit_code,
+        duration_ms: millis(elapsed),
+    });
+}
+
+/// Compiler and Gradle error lines, or else the last lines.
+fn useful_lines(tail: &Tail) -> Vec<&str> {
+    let errors: Vec<&str> = tail
+        .lines()
+        .filter(|l| is_error_line(l))
+        .take(SHOWN_ERROR_LINES)
+        .collect();
+    if !errors.is_empty() {
+        return errors;
+    }
+    let all: Vec<&str> = tail.lines().collect();
+    all[all.len().saturating_sub(SHOWN_ERROR_LINES)..].to_vec()
+}
+
+fn is_error_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("e: ") || line.contains("error:") || line.starts_with("* What went wrong")
+}
+
+fn first_error(tail: &Tail) -> Option<&str> {
+    tail.lines().find(|l| is_error_line(l)).map(str::trim)
+}
+
+fn one_line(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_resolution_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(
+            BuildCommand::resolve(Some("make apk"), dir.path()),
+            Some(BuildCommand::Custom("make apk".into()))
+        );
+        std::fs::write(dir.path().join("gradlew"), "#!/bin/sh\n").expect("write");
+        assert_eq!(
+            BuildCommand::resolve(None, dir.path()),
+            Some(BuildCommand::Wrapper)
+        );
+    }
+
+    #[test]
+    fn errors_are_one_short_line_and_excerpts_prefer_error_lines() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        assert_eq!(one_line(&"x".repeat(1000)).chars().count(), MAX_ERROR_CHARS + 1);
+        let mut tail = Tail::default();
+        for line in [
+            "> Task :app:compileDebugKotlin",
+            "e: Foo.kt:3:5 Unresolved reference: bar",
+            "BUILD FAILED",
+        ] {
+            tail.push(line.to_owned());
+        }
+        assert_eq!(
+            useful_lines(&tail),
+            vec!["e: Foo.kt:3:5 Unresolved reference: bar"]
+        );
+        assert_eq!(
+            first_error(&tail),
+            Some("e: Foo.kt:3:5 Unresolved reference: bar")
+        );
+        let mut plain = Tail::default();
+        plain.push("just output".to_owned());
+        assert_eq!(useful_lines(&plain), vec!["just output"]);
+    }
+}

@@ -1,0 +1,180 @@
+//! Helpers for build tests: projects with the stand-in `gradlew`, a stand-in Android
+//! toolchain (kotlinc, d8, android.jar), build logs, process checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{fixture, project, recv_json, Ws, WAIT};
+
+/// A test project holding a copy of the stand-in `gradlew` (mode 755 kept by `fs::copy`).
+pub struct BuildProject {
+    pub dir: tempfile::TempDir,
+    /// Where the stand-in tools log their invocations (`FAKE_GRADLE_LOG`, `FAKE_TOOL_LOG`).
+    pub log: PathBuf,
+    pub tool_log: PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl BuildProject {
+    /// A project with `gradlew` in its root.
+    pub fn with_wrapper() -> Self {
+        let project = Self::without_wrapper();
+        std::fs::copy(fixture("gradlew"), project.path().join("gradlew")).expect("copy gradlew");
+        project
+    }
+
+    /// A project with no build command of its own (tests pass `--build-cmd`).
+    pub fn without_wrapper() -> Self {
+        let dir = project();
+        // Logs live outside the project so writing them never looks like a source change.
+        let logs = tempfile::Builder::new()
+            .prefix("jetstart-logs-")
+            .tempdir()
+            .expect("tempdir");
+        Self {
+            dir,
+            log: logs.path().join("gradle.log"),
+            tool_log: logs.path().join("tools.log"),
+            _logs: logs,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to the project-relative `rel`, creating folders.
+    pub fn save(&self, rel: &str, contents: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("save");
+    }
+
+    /// Lines the stand-in gradlew logged: one per build.
+    pub fn gradle_runs(&self) -> usize {
+        log_lines(&self.log).len()
+    }
+
+    /// The built APK's path.
+    pub fn apk(&self) -> PathBuf {
+        self.path().join("app/build/outputs/apk/debug/app-debug.apk")
+    }
+
+    /// The `FAKE_GRADLE_LOG` / `FAKE_TOOL_LOG` environment, plus `extra`.
+    pub fn env(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("FAKE_GRADLE_LOG", self.log.display().to_string()),
+            ("FAKE_TOOL_LOG", self.tool_log.display().to_string()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    }
+}
+
+/// Lines of a log file (none if it doesn't exist).
+pub fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// A stand-in Android toolchain: `bin/kotlinc`, `sdk/build-tools/34.0.0/d8` (plus an older
+/// 30.0.3 that must not be chosen), `sdk/platforms/android-34/android.jar`.
+pub struct Toolchain {
+    pub dir: tempfile::TempDir,
+}
+
+impl Toolchain {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("jetstart-sdk-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path();
+        for (from, to) in [
+            ("kotlinc", "bin/kotlinc"),
+            ("d8", "sdk/build-tools/34.0.0/d8"),
+            ("d8", "sdk/build-tools/30.0.3/d8"),
+        ] {
+            let to = root.join(to);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(fixture(from), to).expect("copy tool");
+        }
+        std::fs::create_dir_all(root.join("sdk/platforms/android-34")).expect("mkdir");
+        std::fs::create_dir_all(root.join("sdk/platforms/android-9")).expect("mkdir");
+        std::fs::write(root.join("sdk/platforms/android-34/android.jar"), b"PK\x05\x06").expect("jar");
+        Self { dir }
+    }
+
+    /// `PATH` (with `kotlinc`) and `ANDROID_HOME` for `dev`.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        vec![
+            ("PATH", path),
+            ("ANDROID_HOME", self.dir.path().join("sdk").display().to_string()),
+        ]
+    }
+
+    pub fn android_jar(&self) -> PathBuf {
+        self.dir.path().join("sdk/platforms/android-34/android.jar")
+    }
+}
+
+/// Borrowed view of an env list for `Dev::start_with_env`.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Messages up to and including the first of type `ty`.
+pub async fn recv_until(ws: &mut Ws, ty: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = recv_json(ws).await;
+        let done = message["type"] == ty;
+        seen.push(message);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// True if `pid` is a running (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the `(comm)` field; `Z` is a zombie, `X` dead.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until `pid` is gone.
+pub async fn wait_dead(pid: i32) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Lowercase-hex SHA-256 of a file.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).expect("read file");
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
