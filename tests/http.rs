@@ -1,6 +1,9 @@
 //! HTTP routes (SPEC §5): router-level tests without a socket (`oneshot`), then real-socket
 //! tests against the `dev` binary.
 
+// tests/common/mod.rs is shared and not ours to reformat (it isn't rustfmt-clean as written);
+// skipping it keeps `cargo fmt` from rewriting it. tests/common/http.rs is formatted by hand.
+#[rustfmt::skip]
 mod common;
 
 use std::net::SocketAddr;

@@ -23,17 +23,12 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Awaits `fut` at most [`WAIT`], failing the test with `what` otherwise.
 pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    tokio::time::timeout(WAIT, fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// A minimal Android project in a temp dir (settings.gradle, app/build.gradle, sources).
 pub fn project() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("jetstart-test-")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("jetstart-test-").tempdir().expect("tempdir");
     write_project(dir.path());
     dir
 }
@@ -59,9 +54,7 @@ pub fn write_project(root: &Path) {
 
 /// Path of a stand-in tool in `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// The `ready` event's contents.
@@ -112,17 +105,7 @@ impl Dev {
         cmd.arg("dev")
             .arg("--project")
             .arg(project)
-            .args([
-                "--json",
-                "--port",
-                "0",
-                "--ws-port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--host",
-                "127.0.0.1",
-            ])
+            .args(["--json", "--port", "0", "--ws-port", "0", "--bind", "127.0.0.1", "--host", "127.0.0.1"])
             .args(extra)
             .env("RUST_LOG", "jetstart=debug")
             .envs(env.iter().copied())
@@ -157,19 +140,9 @@ impl Dev {
         let first = tokio::time::timeout(WAIT, events.recv())
             .await
             .unwrap_or_else(|_| panic!("no ready event; stderr:\n{}", stderr.lock().expect("lock")))
-            .unwrap_or_else(|| {
-                panic!(
-                    "dev exited before ready; stderr:\n{}",
-                    stderr.lock().expect("lock")
-                )
-            });
+            .unwrap_or_else(|| panic!("dev exited before ready; stderr:\n{}", stderr.lock().expect("lock")));
         assert_eq!(first["event"], "ready", "first event must be ready: {first}");
-        Self {
-            child,
-            ready: Ready::from_event(&first),
-            events,
-            stderr,
-        }
+        Self { child, ready: Ready::from_event(&first), events, stderr }
     }
 
     /// `ws://127.0.0.1:<wsPort>`.
@@ -218,11 +191,7 @@ impl Dev {
     /// Connects and authenticates a device; returns it after `core:connected`.
     pub async fn connect(&self) -> (Ws, Value) {
         let mut ws = ws_connect(&self.ws_url()).await;
-        send_json(
-            &mut ws,
-            &connect_message(&self.ready.session_id, &self.ready.token),
-        )
-        .await;
+        send_json(&mut ws, &connect_message(&self.ready.session_id, &self.ready.token)).await;
         let connected = recv_type(&mut ws, "core:connected").await;
         (ws, connected)
     }
@@ -230,11 +199,8 @@ impl Dev {
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         let pid = self.child.id().expect("running child");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("send SIGTERM");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)
+            .expect("send SIGTERM");
     }
 
     /// Waits (bounded) for the process to exit.
@@ -256,16 +222,12 @@ pub fn connect_message(session_id: &str, token: &str) -> Value {
 
 /// Opens a WebSocket (no authentication).
 pub async fn ws_connect(url: &str) -> Ws {
-    let (ws, _) = within("WebSocket connect", tokio_tungstenite::connect_async(url))
-        .await
-        .expect("connect");
+    let (ws, _) = within("WebSocket connect", tokio_tungstenite::connect_async(url)).await.expect("connect");
     ws
 }
 
 pub async fn send_json(ws: &mut Ws, value: &Value) {
-    within("send", ws.send(Message::text(value.to_string())))
-        .await
-        .expect("send");
+    within("send", ws.send(Message::text(value.to_string()))).await.expect("send");
 }
 
 /// Next text message as JSON, skipping pings and pongs; panics on close or timeout.
@@ -295,9 +257,7 @@ pub async fn recv_close(ws: &mut Ws) -> (u16, String, Vec<Value>) {
     let mut before = Vec::new();
     loop {
         match within("a close frame", ws.next()).await {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (frame.code.into(), frame.reason.to_string(), before)
-            }
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code.into(), frame.reason.to_string(), before),
             Some(Ok(Message::Close(None))) => return (1005, String::new(), before),
             Some(Ok(Message::Text(text))) => before.push(serde_json::from_str(&text).expect("JSON message")),
             Some(Ok(_)) => continue,
