@@ -356,7 +356,6 @@ async fn folders_deleted_and_recreated_are_still_watched() {
 }
 
 #[tokio::test]
-#[ignore = "needs GET /download from the HTTP API branch; un-ignore at merge"]
 async fn download_route_serves_the_built_apk() {
     let project = BuildProject::with_wrapper();
     let mut dev = start(&project, &["--no-initial-build"], &[]).await;

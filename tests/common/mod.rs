@@ -2,7 +2,9 @@
 //! clients, bounded waits. Every child process is killed on drop.
 #![allow(dead_code)]
 
+pub mod build;
 pub mod gradle;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -322,4 +324,3 @@ pub async fn recv_close(ws: &mut Ws) -> (u16, String, Vec<Value>) {
         }
     }
 }
-pub mod build;

@@ -1,0 +1,86 @@
+//! Loopback-only device management: `GET /session`, `DELETE /clients/<id>`,
+//! `POST /session/rotate`, `POST /reload`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{error_response, AppError};
+use crate::hub::ClientSnapshot;
+use crate::protocol::{close, CoreMessage, ReloadType};
+use crate::server::Server;
+use crate::session::Session;
+
+/// The close reason a revoked device gets with 4004.
+pub const REASON_REVOKED: &str = "revoked by the developer";
+/// Why the session was rotated, as reported in the `session-rotated` event.
+pub const ROTATE_REASON: &str = "rotated by the developer";
+
+/// What `GET /session` (and `POST /session/rotate`) answer. Deliberately has no token field:
+/// no JSON route ever returns the token; the terminal, the `--json` events and the pairing
+/// page are where a human gets it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub id: String,
+    pub project_name: String,
+    /// Unix ms.
+    pub created_at: u64,
+    /// Unix ms.
+    pub last_activity: u64,
+    pub clients: Vec<ClientSnapshot>,
+}
+
+impl SessionInfo {
+    pub fn new(server: &Server, session: &Session) -> Self {
+        Self {
+            id: session.id.clone(),
+            project_name: server.config.project_name.clone(),
+            created_at: session.created_at,
+            last_activity: server.session.last_activity(),
+            clients: server.hub.clients(),
+        }
+    }
+}
+
+pub async fn session(State(server): State<Arc<Server>>) -> Json<SessionInfo> {
+    let current = server.session.current();
+    Json(SessionInfo::new(&server, &current))
+}
+
+/// Closes one device with 4004; 404 if no such device is connected.
+pub async fn revoke(State(server): State<Arc<Server>>, Path(client_id): Path<String>) -> Response {
+    if server
+        .hub
+        .close_client(&client_id, close::REVOKED, REASON_REVOKED)
+    {
+        tracing::info!("device {client_id} revoked by the developer");
+        Json(json!({"clientId": client_id, "closed": true})).into_response()
+    } else {
+        error_response(StatusCode::NOT_FOUND, "no connected device has that client id")
+    }
+}
+
+/// Rotates the session (SPEC §3) and answers with the new session, without its token.
+pub async fn rotate(State(server): State<Arc<Server>>) -> Result<Json<SessionInfo>, AppError> {
+    // Rotation rewrites the BuildConfig session file: blocking I/O, kept off the async workers.
+    let rotating = server.clone();
+    let fresh = tokio::task::spawn_blocking(move || rotating.rotate_session(ROTATE_REASON)).await?;
+    Ok(Json(SessionInfo::new(&server, &fresh)))
+}
+
+/// Broadcasts `core:reload` full; answers with how many devices it was queued for.
+pub async fn reload(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
+    let session = server.session.current();
+    let devices = server.hub.broadcast(&CoreMessage::Reload {
+        session_id: session.id.clone(),
+        reload_type: ReloadType::Full,
+    });
+    tracing::info!("full reload sent to {devices} device(s)");
+    Json(json!({"reloadType": "full", "devices": devices}))
+}

@@ -1,0 +1,222 @@
+//! The loopback-only pairing page (`GET /`) and QR code (`GET /qr.svg`).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+use axum::extract::State;
+use axum::http::header::{self, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::AppError;
+use crate::hub::ClientSnapshot;
+use crate::pairing::qr;
+use crate::server::Server;
+use crate::session::random_base62;
+
+/// The page, embedded in the binary.
+const TEMPLATE: &str = include_str!("../../templates/pairing.html");
+
+/// Length of the per-response CSP nonce (base62, ≈ 131 bits like a token).
+const NONCE_LEN: usize = 22;
+
+/// `GET /`: the QR code, the connection details (token included: loopback only) and the
+/// devices. Its one inline `<style>` and `<script>` are allowed by a per-response nonce;
+/// nothing else may load or run.
+pub async fn pairing_page(State(server): State<Arc<Server>>) -> Result<Response, AppError> {
+    let session = server.session.current();
+    let pairing = server.pairing(&session);
+    let payload = pairing.payload();
+    let svg = qr::svg(&payload)?;
+    let clients = server.hub.clients();
+    let nonce = random_base62(NONCE_LEN);
+    let host = crate::report::url_host(&server.config.host);
+    let values = [
+        ("nonce", Value::Raw(&nonce)),
+        ("project_name", Value::Text(&server.config.project_name)),
+        ("version", Value::Text(super::VERSION)),
+        ("qr_svg", Value::Raw(&svg)),
+        ("host", Value::Text(&server.config.host)),
+        ("http_port", Value::Text(&server.http_port.to_string())),
+        ("ws_port", Value::Text(&server.ws_port.to_string())),
+        ("ws_url", Value::Text(&format!("ws://{host}:{}", server.ws_port))),
+        (
+            "http_url",
+            Value::Text(&format!("http://{host}:{}", server.http_port)),
+        ),
+        ("session_id", Value::Text(&session.id)),
+        ("token", Value::Text(&session.token)),
+        ("payload", Value::Text(&payload)),
+        ("device_count", Value::Text(&clients.len().to_string())),
+        ("device_rows", Value::Raw(&device_rows(&clients))),
+        (
+            "no_devices_hidden",
+            Value::Raw(if clients.is_empty() { "" } else { " hidden" }),
+        ),
+    ];
+    let html = render(TEMPLATE, &values)?;
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    let headers = response.headers_mut();
+    // Only base62 and ASCII punctuation: always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    Ok(response)
+}
+
+/// `GET /qr.svg`: the pairing QR code alone.
+pub async fn qr_svg(State(server): State<Arc<Server>>) -> Result<Response, AppError> {
+    let session = server.session.current();
+    let svg = qr::svg(&server.pairing(&session).payload())?;
+    let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response();
+    // An SVG can hold script; this one doesn't, and must never be able to run any.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'"),
+    );
+    Ok(response)
+}
+
+/// The server-rendered rows of the device table (the page's script keeps them fresh).
+fn device_rows(clients: &[ClientSnapshot]) -> String {
+    let mut rows = String::new();
+    for client in clients {
+        let model = client
+            .device_info
+            .get("model")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(&client.client_id);
+        let since =
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(client.connected_at));
+        // Writing to a String can't fail.
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td class=\"addr\">{}</td><td><time datetime=\"{since}\" data-ms=\"{}\">{since}</time></td>\
+             <td class=\"noprint\"><button type=\"button\" class=\"danger\" data-client-id=\"{}\">Disconnect</button></td></tr>",
+            escape(model),
+            escape(&client.addr),
+            client.connected_at,
+            escape(&client.client_id),
+        );
+    }
+    rows
+}
+
+/// A value for a `{{name}}` placeholder.
+enum Value<'a> {
+    /// Text, HTML-escaped on the way in.
+    Text(&'a str),
+    /// Markup the server generated itself (the SVG, table rows built with [`escape`]).
+    Raw(&'a str),
+}
+
+/// Replaces every `{{name}}` in one pass, so a substituted value is never scanned for
+/// placeholders itself. An unknown or unclosed placeholder is a bug in the template.
+fn render(template: &str, values: &[(&str, Value<'_>)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len() + 8 * 1024);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            bail!("unclosed placeholder in the page template");
+        };
+        let name = &after[..end];
+        match values.iter().find(|(key, _)| *key == name) {
+            Some((_, Value::Text(text))) => out.push_str(&escape(text)),
+            Some((_, Value::Raw(raw))) => out.push_str(raw),
+            None => bail!("the page template uses an unknown placeholder {name:?}"),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_text_but_not_raw_values() {
+        let html = render(
+            "<p>{{a}}</p>{{b}}",
+            &[
+                ("a", Value::Text("<b>\"x\" & 'y'</b>")),
+                ("b", Value::Raw("<svg/>")),
+            ],
+        )
+        .expect("render");
+        assert_eq!(
+            html,
+            "<p>&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;</p><svg/>"
+        );
+    }
+
+    #[test]
+    fn values_are_not_rescanned_for_placeholders() {
+        let html = render(
+            "{{a}}{{b}}",
+            &[("a", Value::Text("{{b}}")), ("b", Value::Text("x"))],
+        )
+        .expect("render");
+        assert_eq!(html, "{{b}}x");
+    }
+
+    #[test]
+    fn unknown_or_unclosed_placeholders_are_errors() {
+        assert!(render("{{nope}}", &[]).is_err());
+        assert!(render("{{a", &[("a", Value::Text("x"))]).is_err());
+    }
+
+    #[test]
+    fn template_has_no_inline_handlers_or_external_resources() {
+        let lower = TEMPLATE.to_ascii_lowercase();
+        for needle in [
+            " onclick=",
+            " onload=",
+            " onerror=",
+            "javascript:",
+            "src=\"http",
+            "href=\"http",
+            "@import",
+        ] {
+            assert!(!lower.contains(needle), "template contains {needle}");
+        }
+    }
+
+    #[test]
+    fn device_rows_escape_what_devices_send() {
+        let rows = device_rows(&[ClientSnapshot {
+            client_id: "client-1".into(),
+            device_info: serde_json::json!({"model": "<img src=x onerror=alert(1)>"}),
+            addr: "192.168.1.20:5555".into(),
+            connected_at: 0,
+            last_activity: 0,
+        }]);
+        assert!(rows.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(!rows.contains("<img"));
+    }
+}
