@@ -150,3 +150,43 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
 fn ms(duration_ms: u64) -> String {
     human_duration(Duration::from_millis(duration_ms))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ApkInfo;
+
+    #[test]
+    fn spinner_starts_and_finishes_without_deadlock() {
+        let caps = Caps {
+            color: false,
+            color_stderr: false,
+            animate: true,
+        };
+        let slot = Mutex::new(None);
+        let start = Event::BuildStart {
+            kind: BuildKind::Full,
+            files: vec![],
+        };
+        assert!(show(&slot, &start, caps));
+        std::thread::sleep(TICK * 2);
+        output::print_stderr("a log line while spinning\n");
+        let done = Event::BuildComplete {
+            apk_info: ApkInfo {
+                path: "app/build/outputs/apk/debug/app-debug.apk".into(),
+                size: 1_200_000,
+                hash: String::new(),
+                version_code: None,
+                version_name: None,
+                min_sdk_version: None,
+                target_sdk_version: None,
+                application_id: None,
+            },
+            download_url: String::new(),
+            duration_ms: 3_400,
+        };
+        assert!(show(&slot, &done, caps));
+        assert!(slot.lock().expect("lock").is_none());
+        assert!(!show(&slot, &Event::Stopped {}, caps));
+    }
+}
