@@ -32,9 +32,104 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the development server for a project.
+    #[command(after_help = DEV_EXAMPLES)]
     Dev(DevArgs),
     /// Install the Gradle integration (BuildConfig fields) into a project.
     Init(InitArgs),
+    /// Connect to a running server as a simulated device and print every message it sends.
+    #[command(after_help = CONNECT_EXAMPLES)]
+    Connect(ConnectArgs),
+    /// Follow the device logs (core:log) of a running server, filtered.
+    #[command(after_help = LOGS_EXAMPLES)]
+    Logs(LogsArgs),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+}
+
+const DEV_EXAMPLES: &str = "Examples:
+  jetstart-rs dev                          serve the project in this folder
+  jetstart-rs dev --project ~/apps/notes   serve another project
+  jetstart-rs dev -p 9000 --ws-port 9001   other ports (0 picks free ones)
+  jetstart-rs dev --host 192.168.1.20      advertise this address in the QR code
+  jetstart-rs dev --json | jq .            machine-readable events
+
+Keys (on a terminal): r reload devices, b rebuild, c show the QR code, d devices, q quit, ? help";
+
+const CONNECT_EXAMPLES: &str = "Examples:
+  jetstart-rs connect                       use ./.jetstart/session.properties
+  jetstart-rs connect --project ~/apps/notes
+  jetstart-rs connect '192.168.1.20|8765|8766|a1b2c3d4|<token>|notes'
+  jetstart-rs connect --json | jq .type
+
+Exit status: 0 when you press Ctrl+C or the server stops, 1 when the server rejects or drops the
+connection (the message names the close code, e.g. 4002 wrong token — rescan QR code).";
+
+const LOGS_EXAMPLES: &str = "Examples:
+  jetstart-rs logs --level warn             warnings, errors and fatal only
+  jetstart-rs logs --tag MainActivity
+  jetstart-rs logs --project ~/apps/notes --json";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  jetstart-rs completions bash > ~/.local/share/bash-completion/completions/jetstart-rs
+  jetstart-rs completions zsh > \"${fpath[1]}/_jetstart-rs\"
+  jetstart-rs completions fish > ~/.config/fish/completions/jetstart-rs.fish";
+
+/// Where `connect` and `logs` find the server: a QR payload, or a project's session file.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The QR code's payload, host|port|wsPort|sessionId|token|projectName
+    /// [default: read <project>/.jetstart/session.properties].
+    #[arg(value_name = "PAYLOAD", env = "JETSTART_PAYLOAD", hide_env_values = true)]
+    pub payload: Option<String>,
+    /// Project whose running `dev` to connect to (reads .jetstart/session.properties).
+    #[arg(long, value_name = "DIR", default_value = ".", conflicts_with = "payload")]
+    pub project: PathBuf,
+}
+
+/// Flags of `jetstart-rs connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print each message as received, raw JSON, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `jetstart-rs logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Show this level and above: verbose, debug, info, warn, error, fatal (lines with another
+    /// level are always shown) [default: everything].
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub level: Option<crate::term::logline::Level>,
+    /// Show only this tag (exact match, any case).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Print each matching core:log message as raw JSON, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `jetstart-rs completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `shell` to stdout.
+pub fn print_completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "jetstart-rs", &mut std::io::stdout());
+}
+
+fn parse_level(s: &str) -> Result<crate::term::logline::Level, String> {
+    crate::term::logline::Level::parse(s)
+        .ok_or_else(|| format!("unknown level {s:?} (use verbose, debug, info, warn, error or fatal)"))
 }
 
 /// Flags of `jetstart-rs dev` (SPEC §1).

@@ -130,5 +130,11 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// `jetstart-rs dev`: resolve, bind, run until a signal.
 pub async fn run(config: Config) -> Result<()> {
     let dev = Dev::bind(config).await.context("could not start the server")?;
-    dev.run(shutdown_signal()).await
+    // Keyboard shortcuts on an interactive terminal; `shortcuts` restores the terminal on drop.
+    let shortcuts = crate::term::keys::Shortcuts::install(dev.server());
+    let result = dev
+        .run(crate::term::keys::quit_or(shortcuts.as_ref(), shutdown_signal()))
+        .await;
+    drop(shortcuts);
+    result
 }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod dev;
 pub mod expiry;
@@ -14,4 +15,5 @@ pub mod protocol;
 pub mod report;
 pub mod server;
 pub mod session;
+pub mod term;
 pub mod watch;

@@ -32,6 +32,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .block_on(jetstart::dev::run(config))
         }
         Command::Init(args) => jetstart::gradle::init(&args.project),
+        Command::Connect(args) => runtime()?
+            .block_on(async { jetstart::client::connect::run(target(&args.target)?, args.json).await }),
+        Command::Logs(args) => {
+            let filter = jetstart::term::logline::Filter {
+                min_level: args.level,
+                tag: args.tag,
+            };
+            runtime()?.block_on(async {
+                jetstart::client::logs::run(target(&args.target)?, filter, args.json).await
+            })
+        }
+        Command::Completions(args) => {
+            jetstart::cli::print_completions(args.shell);
+            Ok(())
+        }
+    }
+}
+
+/// `connect` and `logs` are one socket each: a single thread is plenty.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+fn target(args: &jetstart::cli::TargetArgs) -> anyhow::Result<jetstart::client::Target> {
+    match &args.payload {
+        Some(payload) => jetstart::client::Target::from_payload(payload),
+        None => jetstart::client::Target::from_project(&args.project),
     }
 }
 
@@ -61,7 +88,8 @@ fn init_tracing(verbose: u8, quiet: u8) {
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,jetstart={level},jetstart_rs={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Blanks the build spinner's line before each log line.
+        .with_writer(jetstart::term::output::stderr)
         .with_ansi(use_color)
         .without_time()
         .with_target(false)

@@ -1,14 +1,14 @@
 //! What the server tells whoever runs it: the pairing banner and events, as human text or
 //! as newline-delimited JSON on stdout (`--json`, SPEC §6).
 
-use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::pairing::{qr, Pairing};
 use crate::protocol::ApkInfo;
+use crate::term::{self, Caps, Progress, Style};
 
 /// Credentials as shown in `ready` and `session-rotated`.
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +95,12 @@ pub struct Reporter {
     show_qr: bool,
     /// Serializes whole lines and banners so concurrent events never interleave on stdout.
     stdout: Mutex<()>,
+    /// What the terminal can show (colours, spinner); all off in `--json` mode.
+    caps: Caps,
+    /// The running build's spinner.
+    progress: Mutex<Option<Progress>>,
+    /// The keyboard-shortcut hint shown under the banner, once shortcuts are on.
+    hint: OnceLock<String>,
 }
 
 impl Reporter {
@@ -103,6 +109,21 @@ impl Reporter {
             json,
             show_qr,
             stdout: Mutex::new(()),
+            caps: Caps::detect(json),
+            progress: Mutex::new(None),
+            hint: OnceLock::new(),
+        }
+    }
+
+    /// Shows `hint` (one line) under every banner from now on.
+    pub fn set_hint(&self, hint: String) {
+        let _ = self.hint.set(hint);
+    }
+
+    /// Prints human text on stdout (nothing in `--json` mode, where stdout is for events).
+    pub fn print(&self, text: &str) {
+        if !self.json {
+            self.write_stdout(text);
         }
     }
 
@@ -113,7 +134,10 @@ impl Reporter {
 
     /// Reports an event: a human log line on stderr and, in `--json` mode, one JSON line on stdout.
     pub fn emit(&self, event: Event) {
-        log_human(&event);
+        // On a terminal, builds get a spinner and a result line instead of log lines.
+        if !(self.caps.animate && term::progress::show(&self.progress, &event, self.caps)) {
+            log_human(&event);
+        }
         if self.json {
             // Event serialization can't fail: string keys only.
             let line = serde_json::to_string(&event).unwrap_or_default();
@@ -127,32 +151,26 @@ impl Reporter {
         if self.json {
             return;
         }
-        self.write_stdout(&banner_text(pairing, self.show_qr));
+        let mut text = banner_text(pairing, self.show_qr);
+        if let Some(hint) = self.hint.get() {
+            text.push_str(&format!("\n{hint}\n"));
+        }
+        self.write_stdout(&text);
     }
 
-    /// Prints a device log line (`client:log`): time, level, tag, device, message.
+    /// Prints a device log line (`client:log`) on stderr: time, level, tag, device, message,
+    /// coloured by level on a terminal.
     pub fn device_log(&self, device: &str, log: &Value) {
-        let field = |name: &str| log.get(name).and_then(Value::as_str).unwrap_or("");
-        let level = match field("level") {
-            "" => "info".to_owned(),
-            level => level.to_ascii_lowercase(),
-        };
-        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let clock = time.get(11..19).unwrap_or(&time);
-        let line = format!(
-            "{clock} {level:<7} {tag} [{device}] {message}\n",
-            tag = field("tag"),
-            message = field("message"),
-        );
+        let style = Style::new(self.caps.color_stderr);
+        let line = term::logline::format(log, Some(device), style);
         let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        term::output::print_stderr(&format!("{line}\n"));
     }
 
     fn write_stdout(&self, text: &str) {
         let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = std::io::stdout().lock();
-        // A closed stdout (e.g. `| head`) must not take the server down; events are best-effort.
-        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        // Best effort: a closed stdout (e.g. `| head`) must not take the server down.
+        term::output::print_stdout(text);
     }
 }
 
@@ -167,10 +185,12 @@ pub fn banner_text(pairing: &Pairing<'_>, show_qr: bool) -> String {
         text.push('\n');
     }
     text.push_str(&format!(
-        "  Local:    http://localhost:{port}\n  Network:  http://{host}:{port}\n  Project:  {name}\n\n\
+        "  Local:    http://localhost:{port}\n  Network:  http://{host}:{port}\n  \
+         Socket:   ws://{host}:{ws_port}\n  Project:  {name}\n\n\
          Session: {id}\nToken: {token}\n\n\
          Scan the QR code with the JetStart app, or open http://localhost:{port} on this computer.\n",
         port = pairing.http_port,
+        ws_port = pairing.ws_port,
         host = url_host(pairing.host),
         name = pairing.project_name,
         id = pairing.session_id,

@@ -324,3 +324,4 @@ pub async fn recv_close(ws: &mut Ws) -> (u16, String, Vec<Value>) {
         }
     }
 }
+pub mod term;

@@ -1,0 +1,139 @@
+//! Device log lines (`client:log` / `core:log`): levels, filtering and one-line rendering.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::{clock, Style};
+
+/// Android log priorities, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Verbose,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    /// Parses a level name, case-insensitively, including Logcat's one-letter forms.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "verbose" | "v" | "trace" => Self::Verbose,
+            "debug" | "d" => Self::Debug,
+            "info" | "i" => Self::Info,
+            "warn" | "warning" | "w" => Self::Warn,
+            "error" | "e" => Self::Error,
+            "fatal" | "assert" | "wtf" | "f" | "a" => Self::Fatal,
+            _ => return None,
+        })
+    }
+}
+
+/// Which log lines to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Show this level and above. Lines with an unknown level are always shown: hiding what
+    /// we can't classify could hide the one line that matters.
+    pub min_level: Option<Level>,
+    /// Show only this tag (case-insensitive exact match).
+    pub tag: Option<String>,
+}
+
+impl Filter {
+    /// True if the `log` object passes the filter.
+    pub fn accepts(&self, log: &Value) -> bool {
+        let field = |name: &str| log.get(name).and_then(Value::as_str);
+        if let Some(min) = self.min_level {
+            if let Some(level) = field("level").and_then(Level::parse) {
+                if level < min {
+                    return false;
+                }
+            }
+        }
+        match &self.tag {
+            Some(tag) => field("tag").is_some_and(|t| t.eq_ignore_ascii_case(tag)),
+            None => true,
+        }
+    }
+}
+
+/// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given.
+pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
+    let field = |name: &str| log.get(name).and_then(Value::as_str).unwrap_or("");
+    let level = match field("level") {
+        "" => "info".to_owned(),
+        level => level.to_ascii_lowercase(),
+    };
+    let time = log
+        .get("timestamp")
+        .and_then(Value::as_u64)
+        .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let device = device.map_or_else(String::new, |d| format!(" {}", style.dim(&format!("[{d}]"))));
+    // Control characters from a device could move the cursor or recolour the terminal.
+    let message: String = field("message")
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect();
+    format!(
+        "{} {} {}{device} {message}",
+        style.dim(&clock(time)),
+        style.level(&level),
+        style.cyan(&field("tag").replace(char::is_control, " ")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn filter(level: &str, tag: Option<&str>) -> Filter {
+        Filter {
+            min_level: Level::parse(level),
+            tag: tag.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn levels_are_ordered_and_case_insensitive() {
+        assert!(Level::Verbose < Level::Debug && Level::Debug < Level::Info);
+        assert!(Level::Info < Level::Warn && Level::Warn < Level::Error && Level::Error < Level::Fatal);
+        assert_eq!(Level::parse("WARN"), Some(Level::Warn));
+        assert_eq!(Level::parse("Warning"), Some(Level::Warn));
+        assert_eq!(Level::parse("e"), Some(Level::Error));
+        assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn level_filter_keeps_that_level_and_above_and_unknown_ones() {
+        let warn = filter("warn", None);
+        assert!(warn.accepts(&json!({"level": "warn", "message": "x"})));
+        assert!(warn.accepts(&json!({"level": "ERROR"})));
+        assert!(warn.accepts(&json!({"level": "fatal"})));
+        assert!(!warn.accepts(&json!({"level": "info"})));
+        assert!(!warn.accepts(&json!({"level": "Debug"})));
+        assert!(warn.accepts(&json!({"level": "loud"})));
+        assert!(warn.accepts(&json!({"message": "no level"})));
+        assert!(Filter::default().accepts(&json!({"level": "verbose"})));
+    }
+
+    #[test]
+    fn tag_filter_is_exact_and_case_insensitive() {
+        let tag = filter("", Some("MainActivity"));
+        assert!(tag.accepts(&json!({"tag": "mainactivity"})));
+        assert!(!tag.accepts(&json!({"tag": "MainActivity2"})));
+        assert!(!tag.accepts(&json!({"level": "error"})));
+    }
+
+    #[test]
+    fn formats_one_plain_line() {
+        let log = json!({"level": "WARN", "tag": "Net", "message": "slow\nresponse\x1b[31m",
+                         "timestamp": 0});
+        let line = format(&log, Some("Pixel 7"), Style::new(false));
+        assert_eq!(line, "00:00:00 warn    Net [Pixel 7] slow response [31m");
+    }
+}

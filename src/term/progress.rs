@@ -1,0 +1,192 @@
+//! The build spinner: an animated line with elapsed time, then one result line with the duration.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{human_bytes, human_duration, output, Caps, Style};
+use crate::report::{BuildKind, Event};
+
+/// How often the spinner redraws: smooth enough to look alive, rare enough to cost nothing.
+const TICK: Duration = Duration::from_millis(80);
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/// A running task shown as a spinner (only when stdout is a terminal; otherwise silent).
+pub struct Progress {
+    started: Instant,
+    style: Style,
+    spinner: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl Progress {
+    /// Starts showing `label` with a spinner and the elapsed time, if `caps` allow animation.
+    pub fn start(label: impl Into<String>, caps: Caps) -> Self {
+        let label = label.into();
+        let started = Instant::now();
+        let style = Style::new(caps.color);
+        let spinner = caps.animate.then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            let thread = std::thread::Builder::new().name("spinner".into()).spawn(move || {
+                let mut frame = 0;
+                while !flag.load(Ordering::Acquire) {
+                    let elapsed = human_duration(started.elapsed());
+                    let mark = style.cyan(&FRAMES[frame % FRAMES.len()].to_string());
+                    output::draw_live(&format!("{mark} {label} {}", style.dim(&elapsed)));
+                    frame += 1;
+                    std::thread::park_timeout(TICK);
+                }
+            });
+            // Without a thread there is no animation, which is harmless.
+            thread.ok().map(|handle| (stop, handle))
+        });
+        Self {
+            started,
+            style,
+            spinner: spinner.flatten(),
+        }
+    }
+
+    /// Time since [`Progress::start`].
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the spinner and prints one line: `✓ message` or `✗ message`.
+    pub fn finish(mut self, ok: bool, message: &str) {
+        self.stop();
+        let mark = if ok {
+            self.style.green("✓")
+        } else {
+            self.style.red("✗")
+        };
+        output::print_stdout(&format!("{mark} {message}\n"));
+    }
+
+    fn stop(&mut self) {
+        if let Some((flag, handle)) = self.spinner.take() {
+            flag.store(true, Ordering::Release);
+            handle.thread().unpark();
+            let _ = handle.join();
+            output::clear_live();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Renders a build event the terminal way (spinner on start, one result line at the end).
+/// Returns false for events it doesn't render, which are then logged as usual.
+pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
+    let style = Style::new(caps.color);
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let (ok, message) = match event {
+        Event::BuildStart { kind, files } => {
+            let label = match kind {
+                BuildKind::Full => "building".to_owned(),
+                BuildKind::Hot => format!("hot reloading {} file(s)", files.len()),
+            };
+            *slot = Some(Progress::start(label, caps));
+            return true;
+        }
+        Event::BuildComplete {
+            apk_info,
+            duration_ms,
+            ..
+        } => {
+            let name = apk_info.path.rsplit(['/', '\\']).next().unwrap_or("app.apk");
+            (
+                true,
+                format!(
+                    "built {} ({}) {}",
+                    style.bold(name),
+                    human_bytes(apk_info.size),
+                    style.dim(&format!("in {}", ms(*duration_ms)))
+                ),
+            )
+        }
+        Event::BuildError {
+            error, duration_ms, ..
+        } => (
+            false,
+            format!(
+                "build failed: {error} {}",
+                style.dim(&format!("after {}", ms(*duration_ms)))
+            ),
+        ),
+        Event::DexReload {
+            class_names,
+            bytes,
+            duration_ms,
+        } => (
+            true,
+            format!(
+                "hot reload sent: {} class(es), {} of DEX {}",
+                class_names.len(),
+                human_bytes(u64::try_from(*bytes).unwrap_or(u64::MAX)),
+                style.dim(&format!("in {}", ms(*duration_ms)))
+            ),
+        ),
+        _ => return false,
+    };
+    match slot.take() {
+        Some(progress) => progress.finish(ok, &message),
+        // A result without a start (e.g. a build started before this reporter): still one line.
+        None => Progress {
+            started: Instant::now(),
+            style,
+            spinner: None,
+        }
+        .finish(ok, &message),
+    }
+    true
+}
+
+fn ms(duration_ms: u64) -> String {
+    human_duration(Duration::from_millis(duration_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ApkInfo;
+
+    #[test]
+    fn spinner_starts_and_finishes_without_deadlock() {
+        let caps = Caps {
+            color: false,
+            color_stderr: false,
+            animate: true,
+        };
+        let slot = Mutex::new(None);
+        let start = Event::BuildStart {
+            kind: BuildKind::Full,
+            files: vec![],
+        };
+        assert!(show(&slot, &start, caps));
+        std::thread::sleep(TICK * 2);
+        output::print_stderr("a log line while spinning\n");
+        let done = Event::BuildComplete {
+            apk_info: ApkInfo {
+                path: "app/build/outputs/apk/debug/app-debug.apk".into(),
+                size: 1_200_000,
+                hash: String::new(),
+                version_code: None,
+                version_name: None,
+                min_sdk_version: None,
+                target_sdk_version: None,
+                application_id: None,
+            },
+            download_url: String::new(),
+            duration_ms: 3_400,
+        };
+        assert!(show(&slot, &done, caps));
+        assert!(slot.lock().expect("lock").is_none());
+        assert!(!show(&slot, &Event::Stopped {}, caps));
+    }
+}

@@ -1,0 +1,251 @@
+//! The terminal experience end to end: `dev`'s keyboard shortcuts under a pseudo-terminal,
+//! the `connect` and `logs` device tools, plain output without a terminal or with `NO_COLOR`.
+
+mod common;
+
+use common::term::{stty_has, PtyDev, Tool};
+use common::{connect_message, recv_type, send_json, within, ws_connect, Dev};
+use serde_json::json;
+
+/// Connects an authenticated device to a `dev` running on a pty.
+async fn device_for(dev: &PtyDev) -> common::Ws {
+    let (session, token, ws_port) = dev.credentials();
+    let mut ws = ws_connect(&format!("ws://127.0.0.1:{ws_port}")).await;
+    send_json(&mut ws, &connect_message(&session, &token)).await;
+    recv_type(&mut ws, "core:connected").await;
+    ws
+}
+
+fn log(level: &str, message: &str) -> serde_json::Value {
+    json!({"type": "client:log", "log": {"id": "1", "timestamp": 1_700_000_000_000u64,
+        "level": level, "tag": "MainActivity", "message": message, "source": "app"}})
+}
+
+#[tokio::test]
+async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
+    let project = common::project();
+    let mut dev = PtyDev::start(project.path(), &[]);
+    let output = dev.wait_for("Press", 1).await;
+    assert!(
+        output.contains("Session: ") && output.contains("Token: "),
+        "{output}"
+    );
+    let running = dev.stty();
+    assert!(
+        stty_has(&running, "-icanon") && stty_has(&running, "-echo"),
+        "raw mode on: {running}"
+    );
+
+    let mut ws = device_for(&dev).await;
+    dev.press("r");
+    let reload = recv_type(&mut ws, "core:reload").await;
+    assert_eq!(reload["reloadType"], "full");
+    dev.wait_for("full reload sent to 1 device(s)", 1).await;
+
+    dev.press("c");
+    dev.wait_for("Session: ", 2).await;
+    dev.wait_for("Press", 2).await;
+
+    dev.press("d");
+    dev.wait_for("Pixel Test", 1).await;
+    dev.press("?");
+    dev.wait_for("Keyboard shortcuts:", 1).await;
+
+    dev.press("q");
+    assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
+    let after = dev.stty();
+    assert!(
+        stty_has(&after, "icanon") && stty_has(&after, "echo"),
+        "restored: {after}"
+    );
+    assert!(stty_has(&after, "opost"), "{after}");
+    // The device was told the server stopped, as on SIGTERM.
+    let bye = recv_type(&mut ws, "core:disconnect").await;
+    assert_eq!(bye["reason"], "Server stopped");
+}
+
+#[tokio::test]
+async fn device_logs_are_coloured_on_a_terminal_and_plain_with_no_color() {
+    let project = common::project();
+    for (no_color, coloured) in [(None, true), (Some("1"), false)] {
+        let env: Vec<(&str, &str)> = no_color.map(|v| ("NO_COLOR", v)).into_iter().collect();
+        let mut dev = PtyDev::start(project.path(), &env);
+        dev.wait_for("Press", 1).await;
+        let mut ws = device_for(&dev).await;
+        send_json(&mut ws, &log("warn", "disk nearly full")).await;
+        dev.wait_for("disk nearly full", 1).await;
+        dev.press("d?");
+        dev.wait_for("Keyboard shortcuts:", 1).await;
+        let output = dev.output();
+        assert!(output.contains("MainActivity"), "{output}");
+        assert_eq!(
+            output.contains("\x1b["),
+            coloured,
+            "NO_COLOR={no_color:?}:\n{output:?}"
+        );
+        dev.press("q");
+        assert_eq!(dev.wait_exit().await, 0);
+    }
+}
+
+#[tokio::test]
+async fn no_escape_codes_when_stdout_is_not_a_terminal() {
+    let project = common::project();
+    let mut dev = Tool::spawn(
+        &[
+            "dev",
+            "--project",
+            project.path().to_str().expect("utf-8 path"),
+            "--port",
+            "0",
+            "--ws-port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--host",
+            "127.0.0.1",
+            "--no-initial-build",
+        ],
+        &[],
+    );
+    let banner = dev.wait_for("Token: ", false).await;
+    assert!(
+        !banner.contains("Press"),
+        "no shortcuts without a terminal: {banner}"
+    );
+    let line = |prefix: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(prefix))
+            .expect("banner line")
+            .trim()
+            .to_owned()
+    };
+    let port = line("Socket:").rsplit(':').next().expect("port").to_owned();
+    let mut ws = ws_connect(&format!("ws://127.0.0.1:{port}")).await;
+    send_json(&mut ws, &connect_message(&line("Session: "), &line("Token: "))).await;
+    recv_type(&mut ws, "core:connected").await;
+    send_json(&mut ws, &log("error", "boom")).await;
+    dev.wait_for("boom", true).await;
+    assert!(!dev.stdout().contains('\x1b') && !dev.stderr().contains('\x1b'));
+    let _ = dev.child.start_kill();
+}
+
+#[tokio::test]
+async fn connect_prints_connected_then_broadcasts_and_quits_cleanly() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &[]).await;
+    let mut connect = Tool::spawn(&["connect", &dev.ready.qr], &[]);
+    connect.wait_for("core:connected", false).await;
+    let stderr = connect.stderr();
+    assert!(stderr.contains(&dev.ready.session_id), "{stderr}");
+
+    let (mut phone, _) = dev.connect().await;
+    send_json(&mut phone, &log("info", "hello from the phone")).await;
+    let stdout = connect.wait_for("hello from the phone", false).await;
+    assert!(stdout.contains("core:log"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "piped stdout is plain: {stdout:?}");
+    assert!(!stdout.contains(&dev.ready.token) && !connect.stderr().contains(&dev.ready.token));
+
+    // Ctrl+C: client:disconnect, exit 0.
+    let pid = connect.child.id().expect("running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = connect.wait_exit().await;
+    assert!(status.success(), "{status:?}; stderr:\n{}", connect.stderr());
+}
+
+#[tokio::test]
+async fn connect_json_prints_raw_messages_and_reads_the_session_file() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &[]).await;
+    let r = &dev.ready;
+    let session_file = project.path().join(".jetstart/session.properties");
+    std::fs::create_dir_all(session_file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &session_file,
+        format!(
+            "#test\nserverUrl=ws\\://127.0.0.1\\:{}\nsessionId={}\ntoken={}\nprojectName=demo\n",
+            r.ws_port, r.session_id, r.token
+        ),
+    )
+    .expect("write session file");
+    let project_arg = project.path().to_str().expect("utf-8 path");
+    let connect = Tool::spawn(&["connect", "--project", project_arg, "--json"], &[]);
+    let stdout = connect.wait_for("core:connected", false).await;
+    let first: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("a line")).expect("raw JSON line");
+    assert_eq!(first["type"], "core:connected");
+    assert_eq!(first["projectName"], "demo");
+}
+
+#[tokio::test]
+async fn connect_with_a_wrong_token_exits_non_zero_naming_4002() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &[]).await;
+    let r = &dev.ready;
+    let wrong = format!(
+        "127.0.0.1|{}|{}|{}|not-the-token|demo",
+        r.http_port, r.ws_port, r.session_id
+    );
+    let mut connect = Tool::spawn(&["connect", &wrong], &[]);
+    let status = connect.wait_exit().await;
+    assert!(!status.success());
+    let stderr = connect.stderr();
+    assert!(
+        stderr.contains("4002") && stderr.contains("wrong token"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-token"),
+        "the token is never echoed: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn logs_level_warn_shows_warnings_and_hides_info() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &[]).await;
+    let logs = Tool::spawn(&["logs", "--level", "WARN", &dev.ready.qr], &[]);
+    logs.wait_for("following device logs", true).await;
+    let (mut phone, _) = dev.connect().await;
+    send_json(&mut phone, &log("info", "routine info line")).await;
+    send_json(&mut phone, &log("warn", "something looks off")).await;
+    let stdout = logs.wait_for("something looks off", false).await;
+    assert!(!stdout.contains("routine info line"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("something looks off"))
+        .expect("line");
+    assert!(line.contains("warn") && line.contains("MainActivity"), "{line}");
+}
+
+#[tokio::test]
+async fn completions_and_help_read_well() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["completions", "bash"]).contains("jetstart-rs"));
+    let help = within("help", async { run(&["dev", "--help"]) }).await;
+    // clap wraps long lines; compare with whitespace collapsed.
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "[env: JETSTART_PORT=]",
+        "[default: 8765]",
+        "Examples:",
+        "Keys (on a terminal)",
+    ] {
+        assert!(
+            help.contains(needle),
+            "{needle:?} missing from dev --help:\n{help}"
+        );
+    }
+}
