@@ -113,6 +113,10 @@ pub async fn serve(
             }
         }
     }
+    // Off the list before the close handshake: a closing device gets no more broadcasts and
+    // no longer counts as connected (session expiry waits for none to be connected).
+    hub.inner.registry.remove(&info.client_id);
+    hub.publish_count();
     finish(ws, rx, in_flight, close_signal.get()).await;
 }
 
