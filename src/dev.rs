@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
 use crate::protocol::close;
@@ -24,8 +24,8 @@ pub struct Dev {
 impl Dev {
     /// Binds both ports (a port in use is a one-line error naming the flag) and creates the session.
     pub async fn bind(config: Config) -> Result<Self> {
-        let http = bind(config.bind, config.http_port, "--port").await?;
-        let ws = bind(config.bind, config.ws_port, "--ws-port").await?;
+        let http = bind(config.bind, config.http_port, "--port")?;
+        let ws = bind(config.bind, config.ws_port, "--ws-port")?;
         let http_port = http.local_addr()?.port();
         let ws_port = ws.local_addr()?.port();
         let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
@@ -81,8 +81,13 @@ impl Dev {
     }
 }
 
-async fn bind(addr: std::net::IpAddr, port: u16, flag: &str) -> Result<TcpListener> {
-    TcpListener::bind((addr, port)).await.map_err(|e| {
+/// Connections the kernel may hold for us before `accept`. std and mio ask for 128, which a
+/// burst of devices (a classroom, a load test) overflows: the extra SYNs are dropped and those
+/// devices wait a full second for the retransmit. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::IpAddr, port: u16, flag: &str) -> Result<TcpListener> {
+    listen(SocketAddr::new(addr, port)).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
                 "port {port} is already in use; choose another with {flag} <PORT> (0 picks a free one)"
@@ -93,6 +98,19 @@ async fn bind(addr: std::net::IpAddr, port: u16, flag: &str) -> Result<TcpListen
             ))
         }
     })
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std and mio do: a restarted server can rebind while old connections sit in TIME_WAIT
+    // (a port with a live listener still fails with AddrInUse).
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves when Ctrl+C or SIGTERM arrives. The handlers are installed when this is called, not
@@ -137,4 +155,48 @@ pub async fn run(config: Config) -> Result<()> {
         .await;
     drop(shortcuts);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel completes handshakes for a listener nobody accepts from, up to its backlog;
+    /// beyond it, SYNs are dropped and those connects stall. 300 must all get through (fewer
+    /// where the kernel caps every backlog lower: nothing a server can do about that).
+    #[tokio::test]
+    async fn a_burst_of_connections_fits_in_the_backlog() {
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        let listener = bind([127, 0, 0, 1].into(), 0, "--port").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connects = (0..somaxconn.min(300)).map(|_| tokio::net::TcpStream::connect(addr));
+        let all = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures_util::future::join_all(connects),
+        )
+        .await
+        .expect("every connect completes without a SYN retransmit");
+        assert!(all.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_port_in_use_names_the_port_and_the_flag() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let taken = bind([127, 0, 0, 1].into(), 0, "--port").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let error = bind([127, 0, 0, 1].into(), port, "--ws-port")
+            .expect_err("second listener on the same port")
+            .to_string();
+        assert!(
+            error.contains(&port.to_string()) && error.contains("--ws-port"),
+            "{error}"
+        );
+    }
 }
