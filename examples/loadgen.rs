@@ -448,7 +448,7 @@ async fn auth(binary: &Path, count: usize) -> Result<()> {
 }
 
 /// Returns (first, last) device latency in ms, medians over rounds, minus the debounce window
-/// (and, for hot reloads, minus the tools' time as reported by the server).
+/// (and, for hot reloads, minus the time kotlinc and d8 took, as reported by the server).
 async fn fanout(
     binary: &Path,
     clients: usize,
@@ -502,7 +502,7 @@ async fn fanout(
             size = len;
         }
         let tool_ms = if hot {
-            server.event("dex-reload").await?["durationMs"]
+            server.event("dex-reload").await?["compileMs"]
                 .as_f64()
                 .unwrap_or(0.0)
         } else {

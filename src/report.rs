@@ -78,7 +78,10 @@ pub enum Event {
     DexReload {
         class_names: Vec<String>,
         bytes: usize,
+        /// Save to broadcast, tools included.
         duration_ms: u64,
+        /// Time spent in kotlinc and d8.
+        compile_ms: u64,
     },
     #[serde(rename_all = "camelCase")]
     SessionRotated {
@@ -256,6 +259,7 @@ fn log_human(event: &Event) {
             class_names,
             bytes,
             duration_ms,
+            ..
         } => {
             tracing::info!(
                 "hot reload sent in {}: {} class(es), {bytes} bytes of DEX",

@@ -278,6 +278,12 @@ async fn kotlin_save_sends_dex_reload() {
     assert_eq!(start["kind"], "hot");
     let event = dev.event("dex-reload").await;
     assert_eq!(event["classNames"][0], "com.example.demo.Greeting$Inner");
+    assert_eq!(event["bytes"], expected.len());
+    let (total, compile) = (event["durationMs"].as_u64(), event["compileMs"].as_u64());
+    assert!(
+        matches!((total, compile), (Some(t), Some(c)) if c <= t),
+        "compile time is part of the total: {event}"
+    );
 
     let calls = log_lines(&project.tool_log);
     assert_eq!(calls.len(), 2, "{calls:?}");

@@ -192,6 +192,7 @@ async fn hot_reload(
     let sources: Vec<_> = batch.files.iter().cloned().collect();
     let deadline = started + server.config.build_timeout;
     let patch = hot::compile(tools, &server.config.project_dir, &sources, deadline, cancel).await?;
+    let compiled = Instant::now();
     server.hub.broadcast(&CoreMessage::DexReload {
         session_id: server.hub.session().id.clone(),
         dex_base64: base64::engine::general_purpose::STANDARD.encode(&patch.dex),
@@ -200,9 +201,14 @@ async fn hot_reload(
     server.reporter.emit(Event::DexReload {
         class_names: patch.class_names,
         bytes: patch.dex.len(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        duration_ms: millis(started.elapsed()),
+        compile_ms: millis(compiled - started),
     });
     Ok(())
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn relative(project: &Path, file: &Path) -> String {

@@ -123,6 +123,7 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
             class_names,
             bytes,
             duration_ms,
+            ..
         } => (
             true,
             format!(
