@@ -307,6 +307,8 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_others_get_everything
     };
     let receiver = async {
         let mut seen = 0;
+        let mut last = std::time::Instant::now();
+        let mut longest_gap = Duration::ZERO;
         while seen < COUNT {
             match stream.next().await {
                 Some(Ok(Message::Text(text))) => {
@@ -318,23 +320,108 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_others_get_everything
                             .expect("message")
                             .starts_with(&expected));
                         seen += 1;
+                        longest_gap = longest_gap.max(last.elapsed());
+                        last = std::time::Instant::now();
                     }
                 }
                 Some(Ok(_)) => {}
                 other => panic!("fast client lost its connection: {other:?}"),
             }
         }
+        longest_gap
     };
-    within("every message at the fast client", async {
+    let ((), longest_gap) = within("every message at the fast client", async {
         tokio::join!(sender, receiver)
     })
     .await;
+    // The slow device holds the fast one up once, for the half second it is given to catch up
+    // before it is cut off; never for long.
+    assert!(
+        longest_gap < Duration::from_secs(2),
+        "stalled for {longest_gap:?}"
+    );
     let (code, reason, before) = recv_close(&mut slow).await;
     assert_eq!(code, 1013, "{reason}");
     assert!(
         before.len() < COUNT,
         "the slow client was cut off early, after {} messages",
         before.len()
+    );
+}
+
+/// Reads until `count` `core:log` messages arrived; panics if the connection ends first.
+async fn expect_logs<S>(ws: &mut S, count: usize)
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let mut seen = 0;
+    while seen < count {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON");
+                if value["type"] == "core:log" {
+                    seen += 1;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("connection lost after {seen} of {count} logs: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
+    let (_p, mut dev) = start(&[]).await;
+    let (chatty, _) = dev.connect().await;
+    let (mut reader, _) = dev.connect().await;
+    dev.drain_events();
+    // More logs than a device's queue holds, all in one TCP write: an app starting up.
+    const COUNT: usize = 300;
+    let (mut sink, mut chatty_rx) = chatty.split();
+    for i in 0..COUNT {
+        let message = log_message("Startup", "info", &format!("line {i}"));
+        sink.feed(Message::text(message.to_string())).await.expect("feed");
+    }
+    sink.flush().await.expect("one write");
+    within("every log at both devices", async {
+        tokio::join!(
+            expect_logs(&mut chatty_rx, COUNT),
+            expect_logs(&mut reader, COUNT)
+        )
+    })
+    .await;
+    let events = dev.drain_events();
+    assert!(
+        events.iter().all(|e| e["event"] != "client-disconnected"),
+        "a healthy device was closed: {events:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_device_logging_at_once_closes_none() {
+    let (_p, mut dev) = start(&["--max-clients", "100"]).await;
+    const DEVICES: usize = 40;
+    const EACH: usize = 8;
+    let mut devices = Vec::new();
+    for _ in 0..DEVICES {
+        devices.push(dev.connect().await.0);
+    }
+    let runs = devices.into_iter().enumerate().map(|(n, ws)| async move {
+        let (mut sink, mut stream) = ws.split();
+        let send = async {
+            for i in 0..EACH {
+                let message = log_message("Load", "debug", &format!("{n}/{i}"));
+                sink.feed(Message::text(message.to_string())).await.expect("feed");
+            }
+            sink.flush().await.expect("flush");
+        };
+        tokio::join!(send, expect_logs(&mut stream, DEVICES * EACH));
+    });
+    within("every log at every device", futures_util::future::join_all(runs)).await;
+    let events = dev.drain_events();
+    assert!(
+        events.iter().all(|e| e["event"] != "client-disconnected"),
+        "a healthy device was closed: {events:?}"
     );
 }
 

@@ -25,6 +25,12 @@ use crate::session::unix_ms;
 pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the device's answer to our close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a device's log may wait for room at the other devices; after that, the devices still
+/// without room are too slow and are closed with 1013 (the others have long taken theirs).
+const RELAY_STALL: Duration = Duration::from_millis(500);
+/// How often a waiting relay looks again. Waiting only happens when some device is 192
+/// messages behind, so this polls rarely, and only for that one sender.
+const RELAY_RETRY: Duration = Duration::from_millis(1);
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -35,6 +41,21 @@ enum Step {
     Queued(Option<Utf8Bytes>),
     Ping,
     Wrote(Result<bool, std::io::Error>),
+    RetryRelay,
+}
+
+/// What a frame from the device asks for.
+enum Reply {
+    Nothing,
+    Close(CloseRequest),
+    /// Broadcast these bytes to every device (a `client:log` as `core:log`).
+    Relay(Utf8Bytes),
+}
+
+/// A relayed message waiting for room at the other devices.
+struct PendingRelay {
+    bytes: Utf8Bytes,
+    since: Instant,
 }
 
 /// Serves a registered device until its connection ends.
@@ -50,11 +71,15 @@ pub async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight: Option<RawFrame> = None;
+    let mut relay: Option<PendingRelay> = None;
 
     loop {
-        // Reads wait while a frame is being written: one task owns the socket, and the kernel
-        // buffers what the device sends meanwhile. A write that makes no progress for the
-        // client timeout means a device that stopped reading.
+        // Writes come first: the device's own queue drains before more of its frames are read,
+        // and reads wait while a frame is being written (the kernel buffers what the device
+        // sends meanwhile). So a device that floods us without reading is slowed by its own
+        // socket. A write that makes no progress for the client timeout means a device that
+        // stopped reading. While a relayed log waits for room, reads wait too, but the device
+        // keeps taking its own messages (two senders never wait on each other).
         let step = match in_flight.as_mut() {
             Some(frame) => tokio::select! {
                 biased;
@@ -66,17 +91,26 @@ pub async fn serve(
             None => tokio::select! {
                 biased;
                 () = wait_closing(&mut closing) => Step::Close,
-                frame = ws.next() => Step::Frame(frame),
                 queued = rx.recv() => Step::Queued(queued),
+                () = tokio::time::sleep(RELAY_RETRY), if relay.is_some() => Step::RetryRelay,
+                frame = ws.next(), if relay.is_none() => Step::Frame(frame),
                 _ = ping.tick() => Step::Ping,
             },
         };
         match step {
             Step::Close => break,
-            Step::Frame(frame) => {
-                if let Some(request) = on_frame(hub, info, frame) {
+            Step::Frame(frame) => match on_frame(hub, info, frame) {
+                Reply::Nothing => {}
+                Reply::Close(request) => {
                     close_signal.request(request);
                 }
+                Reply::Relay(bytes) => {
+                    let since = Instant::now();
+                    relay = try_relay(hub, info, PendingRelay { bytes, since });
+                }
+            },
+            Step::RetryRelay => {
+                relay = relay.and_then(|pending| try_relay(hub, info, pending));
             }
             Step::Queued(None) => {
                 // Dropped from the registry without a request: the server is stopping.
@@ -118,6 +152,15 @@ pub async fn serve(
     hub.inner.registry.remove(&info.client_id);
     hub.publish_count();
     finish(ws, rx, in_flight, close_signal.get()).await;
+}
+
+/// Relays if every other device has room; gives the message back if it must wait longer.
+fn try_relay(hub: &Hub, info: &ClientInfo, pending: PendingRelay) -> Option<PendingRelay> {
+    let give_up = pending.since.elapsed() >= RELAY_STALL;
+    match hub.relay(&pending.bytes, &info.client_id, give_up) {
+        Some(_) => None,
+        None => Some(pending),
+    }
 }
 
 async fn wait_closing(closing: &mut watch::Receiver<Option<CloseRequest>>) {
@@ -180,67 +223,67 @@ async fn finish(
     }
 }
 
-/// Handles one incoming frame; returns a close request if it ends the connection.
-fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>>) -> Option<CloseRequest> {
+/// Handles one incoming frame.
+fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>>) -> Reply {
     match frame {
-        None => Some(CloseRequest::Abort),
+        None => Reply::Close(CloseRequest::Abort),
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-            Some(CloseRequest::frame(close::MESSAGE_TOO_BIG, "message too big"))
+            Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, "message too big"))
         }
         Some(Err(e)) => {
             tracing::debug!(client = %info.client_id, "connection error: {e}");
-            Some(CloseRequest::Abort)
+            Reply::Close(CloseRequest::Abort)
         }
         Some(Ok(message)) => {
             info.touch();
             match message {
                 Message::Text(text) => on_text(hub, info, &text),
-                Message::Binary(_) => Some(CloseRequest::frame(
+                Message::Binary(_) => Reply::Close(CloseRequest::frame(
                     close::UNSUPPORTED_DATA,
                     "binary frames are not supported",
                 )),
-                Message::Close(_) => Some(CloseRequest::PeerClosed),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
+                Message::Close(_) => Reply::Close(CloseRequest::PeerClosed),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reply::Nothing,
             }
         }
     }
 }
 
 /// Handles one text message from an authenticated device.
-fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Option<CloseRequest> {
+fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
     let inner = &hub.inner;
     let message = match ClientMessage::decode(text) {
         Ok(message) => message,
         Err(e) => {
             tracing::debug!(client = %info.client_id, "ignoring a malformed message: {e}");
-            return None;
+            return Reply::Nothing;
         }
     };
     inner.session.touch();
     match message {
-        ClientMessage::Heartbeat {} => None,
+        ClientMessage::Heartbeat {} => Reply::Nothing,
         ClientMessage::Status { status, message } => {
             let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
             let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
             tracing::info!("{} status: {status}{detail}", info.label());
-            None
+            Reply::Nothing
         }
         ClientMessage::Log { log } => {
             inner.reporter.device_log(info.label(), &log);
-            hub.broadcast(&CoreMessage::Log {
+            let message = CoreMessage::Log {
                 session_id: hub.session().id.clone(),
                 log,
-            });
-            None
+            };
+            Reply::Relay(Utf8Bytes::from(message.encode()))
         }
         ClientMessage::Disconnect { reason } => {
             let reason = reason.as_deref().unwrap_or("no reason given");
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
-            Some(CloseRequest::frame(close::NORMAL, "client disconnected"))
+            Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
         }
         ClientMessage::Connect { .. } | ClientMessage::Unknown => {
             tracing::debug!(client = %info.client_id, "ignoring an unexpected message type");
-            None
+            Reply::Nothing
         }
     }
 }

@@ -140,6 +140,12 @@ impl Hub {
         self.inner.registry.broadcast(bytes)
     }
 
+    /// Relays a message a device sent to every device, if they all have room for it (see
+    /// [`registry::RELAY_HEADROOM`]); `None` means "not yet, try again".
+    pub fn relay(&self, bytes: &Utf8Bytes, from: &str, give_up: bool) -> Option<usize> {
+        self.inner.registry.relay(bytes, from, give_up)
+    }
+
     /// Forgets the last APK (e.g. when a newer build failed and the file is gone).
     pub fn set_last_apk(&self, apk: Option<ApkInfo>) {
         self.inner.registry.set_last_apk(apk);

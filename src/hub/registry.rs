@@ -16,6 +16,11 @@ use crate::session::unix_ms;
 
 /// Messages that may wait for one device (SPEC §4). A device further behind is closed with 1013.
 pub const CLIENT_QUEUE_CAPACITY: usize = 256;
+/// Queue slots that relayed device logs leave free. A burst of `client:log` (an app starting
+/// up, a crash dump) is relayed only while every other device has this much room, so the
+/// burst is paced by the devices' own draining (the sender's reads wait meanwhile) instead of
+/// overflowing healthy queues; the server's own events always find room.
+pub const RELAY_HEADROOM: usize = 64;
 
 /// Why and how a connection should end. The first request wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,29 +195,30 @@ impl Registry {
     /// Queues the same bytes for every device; a device whose queue is full is closed with 1013
     /// and dropped, so it can't slow the others. Returns how many devices got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
+        broadcast_locked(&mut self.lock(), bytes)
+    }
+
+    /// Broadcasts a message a device sent (`from`), if every other device has
+    /// [`RELAY_HEADROOM`] free; otherwise queues nothing and returns `None`, so the sender can
+    /// wait. With `give_up`, the devices still without room are closed with 1013 instead.
+    pub fn relay(&self, bytes: &Utf8Bytes, from: &str, give_up: bool) -> Option<usize> {
         let mut inner = self.lock();
-        let mut delivered = 0;
-        inner
-            .clients
-            .retain(|id, entry| match entry.queue.try_send(bytes.clone()) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
+        // Checked and queued under one lock: concurrent relays can't overshoot the mark together.
+        let behind = |id: &str, entry: &ClientEntry| id != from && entry.queue.capacity() <= RELAY_HEADROOM;
+        if inner.clients.iter().any(|(id, entry)| behind(id, entry)) {
+            if !give_up {
+                return None;
+            }
+            inner.clients.retain(|id, entry| {
+                let keep = !behind(id, entry);
+                if !keep {
+                    tracing::warn!("device {id} stopped taking its messages; closing it");
+                    entry.close.request(too_slow());
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(
-                        "device {id} can't keep up ({CLIENT_QUEUE_CAPACITY} messages waiting); closing it"
-                    );
-                    entry.close.request(CloseRequest::Frame {
-                        code: close::TRY_AGAIN_LATER,
-                        reason: "client too slow".into(),
-                        drain: false,
-                    });
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                keep
             });
-        delivered
+        }
+        Some(broadcast_locked(&mut inner, bytes))
     }
 
     /// Remembers the last built APK for devices that connect later.
@@ -267,6 +273,36 @@ impl Registry {
             .collect();
         list.sort_by_key(|c| c.connected_at);
         list
+    }
+}
+
+fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> usize {
+    let mut delivered = 0;
+    inner
+        .clients
+        .retain(|id, entry| match entry.queue.try_send(bytes.clone()) {
+            Ok(()) => {
+                delivered += 1;
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    "device {id} can't keep up ({CLIENT_QUEUE_CAPACITY} messages waiting); closing it"
+                );
+                entry.close.request(too_slow());
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    delivered
+}
+
+/// 1013 without draining: what is queued is what the device couldn't take.
+fn too_slow() -> CloseRequest {
+    CloseRequest::Frame {
+        code: close::TRY_AGAIN_LATER,
+        reason: "client too slow".into(),
+        drain: false,
     }
 }
 
@@ -326,6 +362,42 @@ mod tests {
         assert_eq!(registry.len(), 1);
         assert_eq!(fast_rx.try_recv().expect("1").as_str(), "1");
         assert_eq!(fast_rx.try_recv().expect("2").as_str(), "2");
+    }
+
+    #[test]
+    fn relays_wait_for_headroom_at_every_other_device() {
+        let registry = Registry::default();
+        let (sender, mut sender_rx) = entry("sender", CLIENT_QUEUE_CAPACITY);
+        let (other, mut other_rx) = entry("other", CLIENT_QUEUE_CAPACITY);
+        let other_close = other.close.clone();
+        registry.register(sender, |_| Some(vec![]));
+        registry.register(other, |_| Some(vec![]));
+        let room = CLIENT_QUEUE_CAPACITY - RELAY_HEADROOM;
+        for _ in 0..room {
+            assert_eq!(registry.relay(&"log".into(), "sender", false), Some(2));
+        }
+        // "other" is at the mark: the relay waits, and queues nothing meanwhile.
+        assert_eq!(registry.relay(&"log".into(), "sender", false), None);
+        assert_eq!(other_rx.len(), room);
+        // A device's own backlog never holds its relays up (it drains it itself).
+        while sender_rx.try_recv().is_ok() {}
+        assert_eq!(registry.relay(&"log".into(), "other", false), Some(2));
+        // The server's own events still find room.
+        assert_eq!(registry.broadcast(&"build".into()), 2);
+        // Those two went past the mark; once "other" takes three, there is room for one more.
+        for _ in 0..3 {
+            other_rx.try_recv().expect("queued");
+        }
+        assert_eq!(registry.relay(&"log".into(), "sender", false), Some(2));
+        assert_eq!(registry.relay(&"log".into(), "sender", false), None);
+        // Given up on: "other" is closed with 1013 and the log goes to the rest.
+        assert_eq!(registry.relay(&"log".into(), "sender", true), Some(1));
+        assert_eq!(
+            other_close.get().and_then(|r| r.code()),
+            Some(close::TRY_AGAIN_LATER)
+        );
+        assert_eq!(registry.len(), 1);
+        assert_eq!(sender_rx.len(), 4);
     }
 
     #[test]
