@@ -349,24 +349,26 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_others_get_everything
     );
 }
 
-/// Reads until `count` `core:log` messages arrived; panics if the connection ends first.
-async fn expect_logs<S>(ws: &mut S, count: usize)
+/// Reads until `count` `core:log` messages arrived and returns their texts in arrival order;
+/// panics if the connection ends first.
+async fn expect_logs<S>(ws: &mut S, count: usize) -> Vec<String>
 where
     S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
-    let mut seen = 0;
-    while seen < count {
+    let mut texts = Vec::with_capacity(count);
+    while texts.len() < count {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
                 let value: Value = serde_json::from_str(&text).expect("JSON");
                 if value["type"] == "core:log" {
-                    seen += 1;
+                    texts.push(value["log"]["message"].as_str().unwrap_or_default().to_owned());
                 }
             }
             Some(Ok(_)) => {}
-            other => panic!("connection lost after {seen} of {count} logs: {other:?}"),
+            other => panic!("connection lost after {} of {count} logs: {other:?}", texts.len()),
         }
     }
+    texts
 }
 
 #[tokio::test]
@@ -383,13 +385,16 @@ async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
         sink.feed(Message::text(message.to_string())).await.expect("feed");
     }
     sink.flush().await.expect("one write");
-    within("every log at both devices", async {
+    let (at_sender, at_reader) = within("every log at both devices", async {
         tokio::join!(
             expect_logs(&mut chatty_rx, COUNT),
             expect_logs(&mut reader, COUNT)
         )
     })
     .await;
+    let sent: Vec<String> = (0..COUNT).map(|i| format!("line {i}")).collect();
+    assert_eq!(at_sender, sent, "in the order sent, at the sender");
+    assert_eq!(at_reader, sent, "in the order sent, at the other device");
     let events = dev.drain_events();
     assert!(
         events.iter().all(|e| e["event"] != "client-disconnected"),
@@ -415,7 +420,14 @@ async fn every_device_logging_at_once_closes_none() {
             }
             sink.flush().await.expect("flush");
         };
-        tokio::join!(send, expect_logs(&mut stream, DEVICES * EACH));
+        let ((), texts) = tokio::join!(send, expect_logs(&mut stream, DEVICES * EACH));
+        // Each sender's logs arrive in the order it sent them.
+        for sender in 0..DEVICES {
+            let prefix = format!("{sender}/");
+            let from: Vec<&String> = texts.iter().filter(|t| t.starts_with(&prefix)).collect();
+            let sent: Vec<String> = (0..EACH).map(|i| format!("{sender}/{i}")).collect();
+            assert_eq!(from, sent.iter().collect::<Vec<_>>());
+        }
     });
     within("every log at every device", futures_util::future::join_all(runs)).await;
     let events = dev.drain_events();
