@@ -1,5 +1,6 @@
 //! The WebSocket hub: accepts devices, authenticates them, and fans reload events out to them.
 
+pub mod auth;
 mod connection;
 mod device;
 mod frame;
