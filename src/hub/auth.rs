@@ -42,6 +42,12 @@ impl Rejection {
         code: close::AUTH_REQUIRED,
         reason: close::REASON_AUTH_REQUIRED,
     };
+
+    /// True for a wrong session or token: a credential guess, as opposed to a broken client.
+    /// Only these feed the per-address back-off ([`super::backoff`]).
+    pub fn is_wrong_credentials(&self) -> bool {
+        matches!(self.code, close::WRONG_SESSION | close::WRONG_TOKEN)
+    }
 }
 
 /// What happens to the socket.
@@ -168,6 +174,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn only_credential_failures_count_as_guesses() {
+        let store = SessionStore::new();
+        let wrong = json!({"type": "client:connect", "sessionId": "x"}).to_string();
+        let Verdict::Reject(r) = verdict(FirstFrame::Text(&wrong), &store) else {
+            panic!("rejected")
+        };
+        assert!(r.is_wrong_credentials());
+        for first in [FirstFrame::Binary, FirstFrame::TimedOut, FirstFrame::TooBig] {
+            let Verdict::Reject(r) = verdict(first, &store) else {
+                panic!("rejected")
+            };
+            assert!(!r.is_wrong_credentials());
+        }
     }
 
     #[test]

@@ -98,15 +98,23 @@ async fn authenticate(
         Verdict::Accept {
             session_id,
             device_info,
-        } => Some((
-            ws,
-            Accepted {
-                session_id,
-                device_info,
-                addr,
-            },
-        )),
+        } => {
+            hub.inner.auth_backoff.succeeded(addr.ip());
+            Some((
+                ws,
+                Accepted {
+                    session_id,
+                    device_info,
+                    addr,
+                },
+            ))
+        }
         Verdict::Reject(rejection) => {
+            if rejection.is_wrong_credentials() {
+                // Held back before the close frame so a guesser waits too; shutdown cuts it short.
+                let delay = hub.inner.auth_backoff.failed(addr.ip());
+                let _ = timeout(delay, hub.inner.stopping.cancelled()).await;
+            }
             reject(hub, ws, addr, rejection.code, rejection.reason).await;
             None
         }
