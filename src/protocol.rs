@@ -73,8 +73,13 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
-    /// Decodes one text frame.
+    /// Decodes one text frame. Only a JSON object is a message: serde would also read a
+    /// tagged enum from an array (`["client:connect", id, token, {..}]`), a shape no client
+    /// sends and the spec doesn't allow.
     pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+            return Err(serde::de::Error::custom("a message must be a JSON object"));
+        }
         serde_json::from_str(text)
     }
 }
@@ -265,6 +270,12 @@ mod tests {
             ClientMessage::Heartbeat {}
         );
         assert!(ClientMessage::decode(r#"{"no":"type"}"#).is_err());
+        assert!(ClientMessage::decode(r#"["client:connect","id","token",{}]"#).is_err());
+        assert!(ClientMessage::decode(r#"["client:disconnect"]"#).is_err());
+        assert_eq!(
+            ClientMessage::decode(" \r\n\t{\"type\":\"client:heartbeat\"}").expect("decodes"),
+            ClientMessage::Heartbeat {}
+        );
         assert!(ClientMessage::decode("garbage").is_err());
     }
 

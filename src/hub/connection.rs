@@ -14,13 +14,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::auth::{self, FirstFrame, Verdict};
 use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
 use super::handshake::OriginCheck;
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
 use super::Hub;
-use crate::protocol::{close, ClientMessage, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
+use crate::protocol::{close, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
 use crate::report::Event;
-use crate::session::AuthError;
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -68,62 +68,57 @@ struct Accepted {
 }
 
 /// Reads the first message and checks credentials; on failure the socket is closed with the
-/// documented code and `None` is returned.
+/// documented code and `None` is returned. The decision itself is [`auth::verdict`].
 async fn authenticate(
     hub: &Hub,
     mut ws: Socket,
     addr: SocketAddr,
     deadline: Instant,
 ) -> Option<(Socket, Accepted)> {
-    let first = loop {
-        match timeout_at(deadline, ws.next()).await {
-            Err(_) => break None,
-            Ok(None) => return None,
-            Ok(Some(Ok(Message::Text(text)))) => break Some(text),
-            Ok(Some(Ok(Message::Binary(_)))) => break None,
-            Ok(Some(Ok(Message::Close(_)))) => return None,
-            Ok(Some(Ok(_))) => continue, // ping/pong: keep waiting for the first real message
-            Ok(Some(Err(WsError::Capacity(_)))) => {
-                reject(hub, ws, addr, close::MESSAGE_TOO_BIG, "message too big").await;
-                return None;
-            }
+    let verdict = loop {
+        let next = timeout_at(deadline, ws.next()).await;
+        let first = match &next {
+            Err(_) => FirstFrame::TimedOut,
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => FirstFrame::Closed,
+            Ok(Some(Ok(Message::Text(text)))) => FirstFrame::Text(text.as_str()),
+            Ok(Some(Ok(Message::Binary(_)))) => FirstFrame::Binary,
+            Ok(Some(Ok(_))) => FirstFrame::Control,
+            Ok(Some(Err(WsError::Capacity(_)))) => FirstFrame::TooBig,
             Ok(Some(Err(e))) => {
                 tracing::debug!(%addr, "connection failed before authentication: {e}");
-                return None;
+                FirstFrame::Failed
             }
+        };
+        match auth::verdict(first, &hub.inner.session) {
+            Verdict::Wait => continue, // ping/pong: keep waiting for the first real message
+            verdict => break verdict,
         }
     };
-    let connect = first.as_deref().map(ClientMessage::decode);
-    let Some(Ok(ClientMessage::Connect {
-        session_id,
-        token,
-        device_info,
-    })) = connect
-    else {
-        reject(hub, ws, addr, close::AUTH_REQUIRED, close::REASON_AUTH_REQUIRED).await;
-        return None;
-    };
-    match hub
-        .inner
-        .session
-        .authenticate(session_id.as_deref(), token.as_deref())
-    {
-        Ok(session) => Some((
-            ws,
-            Accepted {
-                session_id: session.id.clone(),
-                device_info: device_info.unwrap_or(Value::Null),
-                addr,
-            },
-        )),
-        Err(AuthError::WrongSession) => {
-            reject(hub, ws, addr, close::WRONG_SESSION, close::REASON_WRONG_SESSION).await;
+    match verdict {
+        Verdict::Accept {
+            session_id,
+            device_info,
+        } => {
+            hub.inner.auth_backoff.succeeded(addr.ip());
+            Some((
+                ws,
+                Accepted {
+                    session_id,
+                    device_info,
+                    addr,
+                },
+            ))
+        }
+        Verdict::Reject(rejection) => {
+            if rejection.is_wrong_credentials() {
+                // Held back before the close frame so a guesser waits too; shutdown cuts it short.
+                let delay = hub.inner.auth_backoff.failed(addr.ip());
+                let _ = timeout(delay, hub.inner.stopping.cancelled()).await;
+            }
+            reject(hub, ws, addr, rejection.code, rejection.reason).await;
             None
         }
-        Err(AuthError::WrongToken) => {
-            reject(hub, ws, addr, close::WRONG_TOKEN, close::REASON_WRONG_TOKEN).await;
-            None
-        }
+        Verdict::Wait | Verdict::Drop => None,
     }
 }
 

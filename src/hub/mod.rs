@@ -1,5 +1,7 @@
 //! The WebSocket hub: accepts devices, authenticates them, and fans reload events out to them.
 
+pub mod auth;
+pub mod backoff;
 mod connection;
 mod device;
 mod frame;
@@ -66,6 +68,8 @@ struct Inner {
     stopping: CancellationToken,
     next_client: AtomicU64,
     authenticated: watch::Sender<usize>,
+    /// Failed authentications per peer address, to slow down guessing.
+    auth_backoff: backoff::AuthBackoff,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -88,6 +92,7 @@ impl Hub {
                 stopping: CancellationToken::new(),
                 next_client: AtomicU64::new(1),
                 authenticated: watch::Sender::new(0),
+                auth_backoff: backoff::AuthBackoff::default(),
             }),
         }
     }

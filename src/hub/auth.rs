@@ -1,0 +1,208 @@
+//! The authentication decision as pure logic: what the first frame of a socket leads to.
+//!
+//! Kept free of sockets and clocks so that property tests and the fuzzer can drive it with
+//! arbitrary input; `connection::authenticate` only reads frames and carries verdicts out.
+
+use serde_json::Value;
+
+use crate::protocol::{close, ClientMessage};
+use crate::session::{AuthError, SessionStore};
+
+/// Close reason sent with 1009 before authentication.
+pub const REASON_TOO_BIG: &str = "message too big";
+
+/// What an unauthenticated socket delivered first (or that nothing came in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstFrame<'a> {
+    /// A text message.
+    Text(&'a str),
+    /// A binary message.
+    Binary,
+    /// A ping, a pong or a raw frame: not a message yet.
+    Control,
+    /// A message over the size limit.
+    TooBig,
+    /// The device sent a close frame or the stream ended.
+    Closed,
+    /// The connection failed (reset, protocol error, ...).
+    Failed,
+    /// `--auth-timeout` passed without a message.
+    TimedOut,
+}
+
+/// Why a socket is closed before authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    const AUTH_REQUIRED: Self = Self {
+        code: close::AUTH_REQUIRED,
+        reason: close::REASON_AUTH_REQUIRED,
+    };
+
+    /// True for a wrong session or token: a credential guess, as opposed to a broken client.
+    /// Only these feed the per-address back-off ([`super::backoff`]).
+    pub fn is_wrong_credentials(&self) -> bool {
+        matches!(self.code, close::WRONG_SESSION | close::WRONG_TOKEN)
+    }
+}
+
+/// What happens to the socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Not a message yet (ping/pong): keep reading.
+    Wait,
+    /// The device is gone or broken: nothing can be sent, just drop the connection.
+    Drop,
+    /// Close with this code and reason.
+    Reject(Rejection),
+    /// Authenticated against this session; `device_info` as sent, `null` when absent.
+    Accept { session_id: String, device_info: Value },
+}
+
+/// Decides the fate of an unauthenticated socket from its first frame (SPEC §4): binary, a
+/// message that is not `client:connect`, malformed JSON or no message in time → 4003; too big
+/// → 1009; a wrong or missing `sessionId` → 4001, else a wrong or missing `token` → 4002
+/// (both compared in constant time by [`SessionStore::authenticate`]).
+pub fn verdict(first: FirstFrame<'_>, sessions: &SessionStore) -> Verdict {
+    let text = match first {
+        FirstFrame::Text(text) => text,
+        FirstFrame::Control => return Verdict::Wait,
+        FirstFrame::Closed | FirstFrame::Failed => return Verdict::Drop,
+        FirstFrame::TooBig => {
+            return Verdict::Reject(Rejection {
+                code: close::MESSAGE_TOO_BIG,
+                reason: REASON_TOO_BIG,
+            })
+        }
+        FirstFrame::Binary | FirstFrame::TimedOut => return Verdict::Reject(Rejection::AUTH_REQUIRED),
+    };
+    let Ok(ClientMessage::Connect {
+        session_id,
+        token,
+        device_info,
+    }) = ClientMessage::decode(text)
+    else {
+        return Verdict::Reject(Rejection::AUTH_REQUIRED);
+    };
+    match sessions.authenticate(session_id.as_deref(), token.as_deref()) {
+        Ok(session) => Verdict::Accept {
+            session_id: session.id.clone(),
+            device_info: device_info.unwrap_or(Value::Null),
+        },
+        Err(AuthError::WrongSession) => Verdict::Reject(Rejection {
+            code: close::WRONG_SESSION,
+            reason: close::REASON_WRONG_SESSION,
+        }),
+        Err(AuthError::WrongToken) => Verdict::Reject(Rejection {
+            code: close::WRONG_TOKEN,
+            reason: close::REASON_WRONG_TOKEN,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn code(first: FirstFrame<'_>, sessions: &SessionStore) -> Option<u16> {
+        match verdict(first, sessions) {
+            Verdict::Reject(r) => Some(r.code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn non_text_first_frames() {
+        let store = SessionStore::new();
+        assert_eq!(verdict(FirstFrame::Control, &store), Verdict::Wait);
+        assert_eq!(verdict(FirstFrame::Closed, &store), Verdict::Drop);
+        assert_eq!(verdict(FirstFrame::Failed, &store), Verdict::Drop);
+        assert_eq!(code(FirstFrame::Binary, &store), Some(4003));
+        assert_eq!(code(FirstFrame::TimedOut, &store), Some(4003));
+        assert_eq!(code(FirstFrame::TooBig, &store), Some(1009));
+    }
+
+    #[test]
+    fn text_first_frames_follow_the_spec_order() {
+        let store = SessionStore::new();
+        let s = store.current();
+        let text = |v: Value| v.to_string();
+        let check = |v: Value| code(FirstFrame::Text(&text(v)), &store);
+        assert_eq!(check(json!({"type": "client:heartbeat"})), Some(4003));
+        assert_eq!(code(FirstFrame::Text("{not json"), &store), Some(4003));
+        assert_eq!(
+            check(json!({"type": "client:connect", "token": s.token})),
+            Some(4001)
+        );
+        assert_eq!(
+            check(json!({"type": "client:connect", "sessionId": "x", "token": s.token})),
+            Some(4001)
+        );
+        assert_eq!(
+            check(json!({"type": "client:connect", "sessionId": "x", "token": "y"})),
+            Some(4001),
+            "the session is checked before the token"
+        );
+        assert_eq!(
+            check(json!({"type": "client:connect", "sessionId": s.id})),
+            Some(4002)
+        );
+        assert_eq!(
+            check(json!({"type": "client:connect", "sessionId": s.id, "token": 7})),
+            Some(4002)
+        );
+        let right = json!({"type": "client:connect", "sessionId": s.id, "token": s.token,
+                           "deviceInfo": {"model": "Pixel"}});
+        assert_eq!(
+            verdict(FirstFrame::Text(&text(right)), &store),
+            Verdict::Accept {
+                session_id: s.id.clone(),
+                device_info: json!({"model": "Pixel"})
+            }
+        );
+        let bare = json!({"type": "client:connect", "sessionId": s.id, "token": s.token});
+        assert!(matches!(
+            verdict(FirstFrame::Text(&text(bare)), &store),
+            Verdict::Accept {
+                device_info: Value::Null,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn only_credential_failures_count_as_guesses() {
+        let store = SessionStore::new();
+        let wrong = json!({"type": "client:connect", "sessionId": "x"}).to_string();
+        let Verdict::Reject(r) = verdict(FirstFrame::Text(&wrong), &store) else {
+            panic!("rejected")
+        };
+        assert!(r.is_wrong_credentials());
+        for first in [FirstFrame::Binary, FirstFrame::TimedOut, FirstFrame::TooBig] {
+            let Verdict::Reject(r) = verdict(first, &store) else {
+                panic!("rejected")
+            };
+            assert!(!r.is_wrong_credentials());
+        }
+    }
+
+    #[test]
+    fn very_deep_json_is_4003_without_overflowing_the_stack() {
+        let store = SessionStore::new();
+        let s = store.current();
+        let deep = format!(
+            r#"{{"type":"client:connect","sessionId":"{}","token":"{}","deviceInfo":{}1{}}}"#,
+            s.id,
+            s.token,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(code(FirstFrame::Text(&deep), &store), Some(4003));
+    }
+}
