@@ -713,17 +713,9 @@ async fn sigterm_in_the_middle_of_a_build_stops_everything_cleanly() {
     dev.event("stopped").await;
 }
 
-/// KNOWN BUG (src/hub, owned by the hub's engineer; not fixed here): a socket that has been
-/// upgraded but has not authenticated yet when the server stops is not closed with 1001 as
-/// SPEC §1 asks ("close every socket with 1001"). `connection::authenticate` (and the upgrade
-/// before it) waits for the first message or `--auth-timeout` without watching the hub's
-/// `stopping` token, so `Hub::shutdown` waits out its whole 1.5 s grace for that connection and
-/// the process then exits under it: the client sees a reset without a closing handshake, 1.5 s
-/// late. Suspected fix: select on `hub.inner.stopping.cancelled()` in the upgrade and in the
-/// first-message wait, and close with 1001 `server stopping` (or just drop the TCP connection
-/// if the HTTP upgrade is not done yet). Un-ignore this test with the fix.
+/// A socket that has been upgraded but has not authenticated yet when the server stops is
+/// closed with 1001 too (SPEC §1: "close every socket with 1001"), and doesn't hold shutdown up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "KNOWN BUG: sockets still authenticating are not closed with 1001 on shutdown"]
 async fn sigterm_closes_a_socket_that_is_still_authenticating_with_1001() {
     let _serial = SERIAL.lock().await;
     let project = common::project();

@@ -428,8 +428,9 @@ async fn every_device_logging_at_once_closes_none() {
             let sent: Vec<String> = (0..EACH).map(|i| format!("{sender}/{i}")).collect();
             assert_eq!(from, sent.iter().collect::<Vec<_>>());
         }
+        (sink, stream) // still connected while the events are checked
     });
-    within("every log at every device", futures_util::future::join_all(runs)).await;
+    let _devices = within("every log at every device", futures_util::future::join_all(runs)).await;
     let events = dev.drain_events();
     assert!(
         events.iter().all(|e| e["event"] != "client-disconnected"),

@@ -44,7 +44,13 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
         allowed: &settings.allowed_origins,
     };
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config()));
-    let ws = match timeout_at(deadline, upgrade).await {
+    let upgraded = tokio::select! {
+        biased;
+        // Not a WebSocket yet, so there is no close code to send: just drop the connection.
+        () = hub.inner.stopping.cancelled() => return,
+        upgraded = timeout_at(deadline, upgrade) => upgraded,
+    };
+    let ws = match upgraded {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%addr, "WebSocket upgrade failed: {e}");
@@ -76,7 +82,16 @@ async fn authenticate(
     deadline: Instant,
 ) -> Option<(Socket, Accepted)> {
     let verdict = loop {
-        let next = timeout_at(deadline, ws.next()).await;
+        let next = tokio::select! {
+            biased;
+            () = hub.inner.stopping.cancelled() => None,
+            next = timeout_at(deadline, ws.next()) => Some(next),
+        };
+        let Some(next) = next else {
+            // A device still pairing when the server stops learns why, like the others (1001).
+            close_unauthenticated(ws, close::GOING_AWAY, "server stopping").await;
+            return None;
+        };
         let first = match &next {
             Err(_) => FirstFrame::TimedOut,
             Ok(None) | Ok(Some(Ok(Message::Close(_)))) => FirstFrame::Closed,
@@ -123,12 +138,17 @@ async fn authenticate(
 }
 
 /// Closes an unauthenticated socket with `code`, reporting it (never with any token).
-async fn reject(hub: &Hub, mut ws: Socket, addr: SocketAddr, code: u16, reason: &'static str) {
+async fn reject(hub: &Hub, ws: Socket, addr: SocketAddr, code: u16, reason: &'static str) {
     hub.inner.reporter.emit(Event::ClientRejected {
         code,
         reason: reason.to_owned(),
         addr: addr.to_string(),
     });
+    close_unauthenticated(ws, code, reason).await;
+}
+
+/// Sends a close frame and waits (bounded) for the answer.
+async fn close_unauthenticated(mut ws: Socket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
