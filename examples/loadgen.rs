@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::Message;
 const WAIT: Duration = Duration::from_secs(60);
 /// Debounce the server is started with; subtracted from save-to-device figures.
 const DEBOUNCE: Duration = Duration::from_millis(10);
+/// Pause before each fan-out round, so that it starts on a quiet machine.
+const SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(Parser)]
 #[command(about = "Load generator for jetstart-rs (see BENCHMARKS.md)")]
@@ -447,6 +449,16 @@ async fn auth(binary: &Path, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// One message of interest at one device.
+struct Arrival {
+    at: Instant,
+    len: usize,
+    /// The message whose latency is measured.
+    timed: bool,
+    /// The message that ends a round.
+    done: bool,
+}
+
 /// Returns (first, last) device latency in ms, medians over rounds, minus the debounce window
 /// (and, for hot reloads, minus the time kotlinc and d8 took, as reported by the server).
 async fn fanout(
@@ -458,22 +470,31 @@ async fn fanout(
 ) -> Result<(f64, f64)> {
     let mut server = Server::start(binary, hot.then_some(dex_size)).await?;
     let devices = connect_all(&server, clients).await?;
-    let marker = if hot {
-        "{\"type\":\"core:dex-reload\""
+    // The message timed, and the one that ends a round at a device.
+    let (marker, last_of_round) = if hot {
+        ("{\"type\":\"core:dex-reload\"", "{\"type\":\"core:dex-reload\"")
     } else {
-        "{\"type\":\"core:build-start\""
+        (
+            "{\"type\":\"core:build-start\"",
+            "{\"type\":\"core:build-complete\"",
+        )
     };
-    let (tx, mut arrivals) = mpsc::unbounded_channel::<(Instant, usize)>();
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<Arrival>();
     let barrier = Arc::new(Barrier::new(clients + 1));
     for mut ws in devices {
         let (tx, barrier) = (tx.clone(), barrier.clone());
         tokio::spawn(async move {
             barrier.wait().await;
             while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message {
-                    if text.starts_with(marker) && tx.send((Instant::now(), text.len())).is_err() {
-                        break;
-                    }
+                let Message::Text(text) = message else { continue };
+                let arrival = Arrival {
+                    at: Instant::now(),
+                    len: text.len(),
+                    timed: text.starts_with(marker),
+                    done: text.starts_with(last_of_round),
+                };
+                if (arrival.timed || arrival.done) && tx.send(arrival).is_err() {
+                    break;
                 }
             }
         });
@@ -487,19 +508,25 @@ async fn fanout(
     let path = server.project.path().join(file);
     let (mut firsts, mut lasts) = (Vec::new(), Vec::new());
     for round in 0..rounds {
+        // Let the last round's build process and bookkeeping finish: each round starts quiet.
+        tokio::time::sleep(SETTLE).await;
         let saved = Instant::now();
         let mut contents = std::fs::read_to_string(&path)?;
         contents.push_str(edit);
         std::fs::write(&path, contents)?;
-        let mut times = Vec::with_capacity(clients);
-        let mut size = 0;
-        while times.len() < clients {
-            let (at, len) = tokio::time::timeout(WAIT, arrivals.recv())
+        let (mut times, mut done, mut size) = (Vec::with_capacity(clients), 0, 0);
+        // Every device must also have the round's last message before the next round starts, so
+        // that no device is still reading this round when the next save is timed.
+        while times.len() < clients || done < clients {
+            let arrival = tokio::time::timeout(WAIT, arrivals.recv())
                 .await
                 .with_context(|| format!("round {round}: {} of {clients} devices reached", times.len()))?
                 .context("devices gone")?;
-            times.push(at);
-            size = len;
+            if arrival.timed {
+                times.push(arrival.at);
+                size = arrival.len;
+            }
+            done += usize::from(arrival.done);
         }
         let tool_ms = if hot {
             server.event("dex-reload").await?["compileMs"]

@@ -1,8 +1,11 @@
 //! Serving one authenticated device: a single task that reads its frames, writes queued
 //! broadcasts zero-copy, pings it, and closes it the way the close request says.
 
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
+use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -31,6 +34,8 @@ const RELAY_STALL: Duration = Duration::from_millis(500);
 /// How often a waiting relay looks again. Waiting only happens when some device is 192
 /// messages behind, so this polls rarely, and only for that one sender.
 const RELAY_RETRY: Duration = Duration::from_millis(1);
+/// Frames written in one go before the loop looks at the device's side again.
+const WRITE_BURST: usize = 64;
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -67,13 +72,15 @@ pub async fn serve(
     info: &ClientInfo,
 ) {
     let settings = &hub.inner.settings;
-    let mut closing = close_signal.subscribe();
+    // One future for the whole connection: registering a fresh waiter on every turn of the loop
+    // would take the signal's lock twice per message, a thousand times per broadcast.
+    let mut closing = pin!(wait_closing(close_signal.subscribe()).fuse());
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight: Option<RawFrame> = None;
     let mut relay: Option<PendingRelay> = None;
 
-    loop {
+    while !closing.is_terminated() {
         // Writes come first: the device's own queue drains before more of its frames are read,
         // and reads wait while a frame is being written (the kernel buffers what the device
         // sends meanwhile). So a device that floods us without reading is slowed by its own
@@ -83,14 +90,14 @@ pub async fn serve(
         let step = match in_flight.as_mut() {
             Some(frame) => tokio::select! {
                 biased;
-                () = wait_closing(&mut closing) => Step::Close,
+                () = &mut closing => Step::Close,
                 wrote = timeout(settings.client_timeout, frame.write_some(ws.get_mut())) => {
                     Step::Wrote(wrote.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
                 }
             },
             None => tokio::select! {
                 biased;
-                () = wait_closing(&mut closing) => Step::Close,
+                () = &mut closing => Step::Close,
                 queued = rx.recv() => Step::Queued(queued),
                 () = tokio::time::sleep(RELAY_RETRY), if relay.is_some() => Step::RetryRelay,
                 frame = ws.next(), if relay.is_none() => Step::Frame(frame),
@@ -118,15 +125,22 @@ pub async fn serve(
             }
             Step::Queued(Some(bytes)) => {
                 // tungstenite may hold a pong or close answer; it must reach the wire first.
-                if flush_tungstenite(ws, &mut closing).await.is_err() {
+                if flush_tungstenite(ws, closing.as_mut()).await.is_err() {
                     close_signal.request(CloseRequest::Abort);
                     continue;
                 }
-                in_flight = Some(RawFrame::text(bytes.into()));
+                let frame = RawFrame::text(bytes.into());
+                in_flight = if closing.is_terminated() {
+                    Some(frame) // `finish` decides whether it still goes out
+                } else {
+                    write_ready(ws, rx, frame, close_signal, info)
+                };
             }
             Step::Wrote(Ok(true)) => {
-                // Keep a burst flowing without a trip through the select.
-                in_flight = rx.try_recv().ok().map(|next| RawFrame::text(next.into()));
+                in_flight = match rx.try_recv() {
+                    Ok(next) => write_ready(ws, rx, RawFrame::text(next.into()), close_signal, info),
+                    Err(_) => None,
+                };
             }
             Step::Wrote(Ok(false)) => {}
             Step::Wrote(Err(e)) => {
@@ -163,17 +177,43 @@ fn try_relay(hub: &Hub, info: &ClientInfo, pending: PendingRelay) -> Option<Pend
     }
 }
 
-async fn wait_closing(closing: &mut watch::Receiver<Option<CloseRequest>>) {
+/// Writes `frame`, then whatever else is queued, as far as the socket takes it without waiting:
+/// most broadcasts fit in the socket buffer whole, and then they need no timer and no further
+/// trip through the select. Returns the frame still to write, if any; on a write error the
+/// connection is asked to abort.
+fn write_ready(
+    ws: &Socket,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    mut frame: RawFrame,
+    close_signal: &CloseSignal,
+    info: &ClientInfo,
+) -> Option<RawFrame> {
+    for _ in 0..WRITE_BURST {
+        match frame.try_write(ws.get_ref()) {
+            Ok(true) => match rx.try_recv() {
+                Ok(next) => frame = RawFrame::text(next.into()),
+                Err(_) => return None,
+            },
+            Ok(false) => return Some(frame),
+            Err(e) => {
+                tracing::debug!(client = %info.client_id, "write failed: {e}");
+                close_signal.request(CloseRequest::Abort);
+                return None;
+            }
+        }
+    }
+    // Let reads, pings and the close signal have a turn.
+    Some(frame)
+}
+
+async fn wait_closing(mut closing: watch::Receiver<Option<CloseRequest>>) {
     let _ = closing.wait_for(Option::is_some).await;
 }
 
-async fn flush_tungstenite(
-    ws: &mut Socket,
-    closing: &mut watch::Receiver<Option<CloseRequest>>,
-) -> Result<(), ()> {
+async fn flush_tungstenite(ws: &mut Socket, closing: Pin<&mut impl Future<Output = ()>>) -> Result<(), ()> {
     tokio::select! {
         biased;
-        () = wait_closing(closing) => Ok(()),
+        () = closing => Ok(()),
         flushed = ws.flush() => flushed.map_err(|_| ()),
     }
 }

@@ -68,23 +68,43 @@ impl RawFrame {
         self.written > 0 && !self.is_done()
     }
 
-    /// Performs one vectored write; returns true when the frame is complete.
-    pub async fn write_some(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        if self.is_done() {
-            return Ok(true);
-        }
+    /// What is left to write: the rest of the header, the rest of the payload.
+    fn remaining(&self) -> [IoSlice<'_>; 2] {
         let (header, payload) = if self.written < self.header_len {
             (&self.header[self.written..self.header_len], &self.payload[..])
         } else {
             (&[][..], &self.payload[self.written - self.header_len..])
         };
-        let slices = [IoSlice::new(header), IoSlice::new(payload)];
+        [IoSlice::new(header), IoSlice::new(payload)]
+    }
+
+    /// Performs one vectored write; returns true when the frame is complete.
+    pub async fn write_some(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+        if self.is_done() {
+            return Ok(true);
+        }
+        let slices = self.remaining();
         let n = stream.write_vectored(&slices).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.written += n;
         Ok(self.is_done())
+    }
+
+    /// Writes as much as the socket takes without waiting; returns true when the frame is
+    /// complete (false: the socket is full, try again when it is writable).
+    pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        while !self.is_done() {
+            let slices = self.remaining();
+            match stream.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     /// Writes the rest of the frame.
@@ -115,6 +135,38 @@ mod tests {
         assert_eq!(header_of(126), [0x81, 126, 0, 126]);
         assert_eq!(header_of(65535), [0x81, 126, 0xff, 0xff]);
         assert_eq!(header_of(65536), [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn try_write_stops_when_the_socket_is_full_and_resumes_intact() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Far more than loopback buffers hold while nobody reads.
+        let payload: String = (0..64 * 1024 * 1024 / 8)
+            .map(|i| format!("{:07}\n", i % 10_000_000))
+            .collect();
+        let mut frame = RawFrame::text(Bytes::from(payload.clone()));
+        assert!(
+            !frame.try_write(&server).unwrap(),
+            "a full socket stops the write"
+        );
+        assert!(frame.is_partial());
+        let reader = tokio::spawn(async move {
+            let mut wire = Vec::new();
+            client.read_to_end(&mut wire).await.unwrap();
+            wire
+        });
+        let mut server = server;
+        frame.finish(&mut server).await.unwrap();
+        drop(server);
+        let wire = reader.await.unwrap();
+        assert_eq!(&wire[..10], &frame.header[..10]);
+        assert!(
+            wire[10..] == *payload.as_bytes(),
+            "payload arrives whole and in order"
+        );
     }
 
     #[tokio::test]
