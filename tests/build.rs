@@ -474,3 +474,43 @@ async fn stopping_the_server_kills_a_running_build() {
         "the build's child {child} outlived the server"
     );
 }
+
+/// Waits (bounded) until stderr holds `needle` at least `times` times.
+async fn wait_stderr_count(dev: &Dev, needle: &str, times: usize) {
+    common::within(&format!("{times} × {needle:?} on stderr"), async {
+        while dev.stderr().matches(needle).count() < times {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn builds_off_is_said_once_at_start_up_before_any_device() {
+    const BUILDS_OFF: &str = "builds are off: no gradlew in";
+    // The scheduler's debug line for a build it could not run.
+    const SKIPPED: &str = "no build command: skipped a build";
+    let project = BuildProject::without_wrapper();
+    // A PATH with no gradle on it (nor anything else: `dev` needs no tool to start).
+    let empty = tempfile::tempdir().expect("tempdir");
+    let mut dev = start(&project, &[], &[("PATH", empty.path().display().to_string())]).await;
+    dev.wait_stderr(BUILDS_OFF).await;
+
+    // The first device asks for the initial build, a save for another: neither repeats it.
+    let (_ws, _) = dev.connect().await;
+    wait_stderr_count(&dev, SKIPPED, 1).await;
+    project.save(STRINGS, &strings("Saved"));
+    wait_stderr_count(&dev, SKIPPED, 2).await;
+
+    let stderr = dev.stderr();
+    assert_eq!(
+        stderr.matches(BUILDS_OFF).count(),
+        1,
+        "said exactly once:\n{stderr}"
+    );
+    let said = stderr.find(BUILDS_OFF).expect("said");
+    let connected = stderr.find("device connected").expect("device connected line");
+    assert!(said < connected, "said before any device connected:\n{stderr}");
+    assert!(stderr.contains("--build-cmd"), "says what to do:\n{stderr}");
+    assert!(dev.drain_events().iter().all(|e| e["event"] != "build-start"));
+}

@@ -32,14 +32,25 @@ const BATCH_QUEUE: usize = 16;
 
 /// Runs the watcher and the build scheduler until `stop`; a running build is killed on stop.
 pub async fn run(server: Arc<Server>, stop: CancellationToken) {
+    let off_said = say_if_builds_off(&server);
     let watcher = start_watcher(&server);
-    schedule(server, watcher, stop).await;
+    schedule(server, watcher, off_said, stop).await;
 }
 
 /// Starts watching now (so no save made after `ready` is missed) and the scheduler in a task.
 pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> JoinHandle<()> {
+    let off_said = say_if_builds_off(&server);
     let watcher = start_watcher(&server);
-    tokio::spawn(schedule(server, watcher, stop))
+    tokio::spawn(schedule(server, watcher, off_said, stop))
+}
+
+/// Says "builds are off" right at start-up when no build command resolves, so a newcomer learns
+/// it before connecting a phone rather than after the first save. Returns the flag that keeps
+/// the message to once per run (builds check it again: a wrapper deleted later is also said).
+fn say_if_builds_off(server: &Server) -> Arc<AtomicBool> {
+    let off_said = Arc::new(AtomicBool::new(false));
+    gradle::resolve_or_say_off(&server.config, &off_said);
+    off_said
 }
 
 fn start_watcher(server: &Arc<Server>) -> Option<WatchSystem> {
@@ -78,7 +89,12 @@ struct Running {
     full: bool,
 }
 
-async fn schedule(server: Arc<Server>, watcher: Option<WatchSystem>, stop: CancellationToken) {
+async fn schedule(
+    server: Arc<Server>,
+    watcher: Option<WatchSystem>,
+    off_said: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
     let (batch_tx, mut batches) = mpsc::channel(BATCH_QUEUE);
     let mut watching = watcher.is_some();
     if let Some(watcher) = watcher {
@@ -90,7 +106,6 @@ async fn schedule(server: Arc<Server>, watcher: Option<WatchSystem>, stop: Cance
     let mut last_count = *devices.borrow_and_update();
     let mut pending = Pending::default();
     let mut running: Option<Running> = None;
-    let off_said = Arc::new(AtomicBool::new(false));
 
     loop {
         tokio::select! {
