@@ -68,7 +68,9 @@ impl Dev {
         server.hub.shutdown(STOP_REASON).await;
         // The builder kills a running build's process group when `stop` fires.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), builder).await;
-        expiry.abort();
+        // Not aborted: a rotation in flight runs on a blocking thread that an abort would not
+        // stop, and it must finish before the session file is removed below, not after.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), expiry).await;
         stop_http.cancel();
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), http_task).await;
         hub_task.abort();
