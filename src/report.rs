@@ -219,10 +219,7 @@ fn log_human(event: &Event) {
             device_info,
             addr,
         } => {
-            let model = device_info
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("device");
+            let model = device_name(device_info);
             tracing::info!("device connected: {model} ({client_id}, {addr})");
         }
         Event::ClientRejected { code, reason, addr } => {
@@ -270,6 +267,34 @@ fn log_human(event: &Event) {
     }
 }
 
+/// The device's model for the terminal, made printable: the device chooses it, so it may hold
+/// escape sequences or line breaks.
+fn device_name(device_info: &Value) -> String {
+    let model = device_info
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("device");
+    term::logline::printable(model)
+}
+
 fn ms(duration_ms: u64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(duration_ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn device_names_are_printable() {
+        let evil = json!({"model": "Pixel\x1b[2J\x1b[H\n INFO device connected: fake\r"});
+        let name = device_name(&evil);
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        assert_eq!(name, "Pixel [2J [H  INFO device connected: fake ");
+        assert_eq!(device_name(&json!({"model": "Pixel 7"})), "Pixel 7");
+        assert_eq!(device_name(&json!({"model": 7})), "device");
+        assert_eq!(device_name(&json!({})), "device");
+    }
 }

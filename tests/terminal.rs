@@ -132,6 +132,41 @@ async fn no_escape_codes_when_stdout_is_not_a_terminal() {
 }
 
 #[tokio::test]
+async fn device_chosen_names_reach_the_terminal_as_one_printable_line() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &["--no-initial-build"]).await;
+    let mut ws = ws_connect(&dev.ws_url()).await;
+    let mut hello = connect_message(&dev.ready.session_id, &dev.ready.token);
+    hello["deviceInfo"]["model"] = json!("Evil\x1b[2J\x1b[H\nERROR forged line\r");
+    send_json(&mut ws, &hello).await;
+    recv_type(&mut ws, "core:connected").await;
+    send_json(&mut ws, &log("info", "from the evil device")).await;
+
+    let stderr = dev.wait_stderr("from the evil device").await;
+    let connected = stderr
+        .lines()
+        .find(|l| l.contains("device connected:"))
+        .expect("device connected line");
+    assert!(
+        connected.contains("Evil [2J [H ERROR forged line"),
+        "the whole name on the one line: {connected:?}"
+    );
+    let logged = stderr
+        .lines()
+        .find(|l| l.contains("from the evil device"))
+        .expect("log line");
+    assert!(logged.contains("[Evil [2J [H ERROR forged line ]"), "{logged:?}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ERROR forged")),
+        "no forged line:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escape sequence from the device:\n{stderr:?}"
+    );
+}
+
+#[tokio::test]
 async fn connect_prints_connected_then_broadcasts_and_quits_cleanly() {
     let project = common::project();
     let dev = Dev::start(project.path(), &[]).await;
