@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::term::{stty_has, PtyDev, Tool};
+use common::term::{qr_blocks, stty_has, PtyDev, Tool};
 use common::{connect_message, recv_type, send_json, within, ws_connect, Dev};
 use serde_json::json;
 
@@ -30,6 +30,7 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
         output.contains("Session: ") && output.contains("Token: "),
         "{output}"
     );
+    assert_eq!(qr_blocks(&output), 1, "one QR code at start-up:\n{output}");
     let running = dev.stty();
     assert!(
         stty_has(&running, "-icanon") && stty_has(&running, "-echo"),
@@ -45,6 +46,8 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
     dev.press("c");
     dev.wait_for("Session: ", 2).await;
     dev.wait_for("Press", 2).await;
+    dev.wait_until("a second QR code", |out| qr_blocks(out) == 2)
+        .await;
 
     dev.press("d");
     dev.wait_for("Pixel Test", 1).await;
@@ -60,6 +63,29 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
     );
     assert!(stty_has(&after, "opost"), "{after}");
     // The device was told the server stopped, as on SIGTERM.
+    let bye = recv_type(&mut ws, "core:disconnect").await;
+    assert_eq!(bye["reason"], "Server stopped");
+}
+
+#[tokio::test]
+async fn sigterm_restores_the_terminal_and_exits_0() {
+    let project = common::project();
+    let mut dev = PtyDev::start(project.path(), &[]);
+    dev.wait_for("Press", 1).await;
+    let running = dev.stty();
+    assert!(
+        stty_has(&running, "-icanon") && stty_has(&running, "-echo"),
+        "raw mode on: {running}"
+    );
+    let mut ws = device_for(&dev).await;
+
+    dev.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
+    let after = dev.stty();
+    assert!(
+        stty_has(&after, "icanon") && stty_has(&after, "echo") && stty_has(&after, "opost"),
+        "restored: {after}"
+    );
     let bye = recv_type(&mut ws, "core:disconnect").await;
     assert_eq!(bye["reason"], "Server stopped");
 }
