@@ -309,4 +309,14 @@ async fn completions_and_help_read_well() {
             "{needle:?} missing from dev --help:\n{help}"
         );
     }
+    // The global -v/-q come after dev's own flags (the last of which is --allow-origin).
+    let at = |flag: &str| {
+        help.find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from dev --help:\n{help}"))
+    };
+    assert!(at("--project <DIR>") < at("--name <NAME>"), "{help}");
+    assert!(
+        at("--allow-origin") < at("-v, --verbose") && at("--allow-origin") < at("-q, --quiet"),
+        "-v/-q listed among dev's own flags:\n{help}"
+    );
 }
