@@ -17,15 +17,27 @@ use clap::{Args, Parser, Subcommand};
                   sources, builds, and pushes every reload to every connected device."
 )]
 pub struct Cli {
+    // Global flags are listed in every subcommand's help; a heading of their own puts them after
+    // the subcommand's flags instead of between its first ones.
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = LOGGING)]
     pub verbose: u8,
     /// Less log output (-q warnings only, -qq errors only).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        action = clap::ArgAction::Count,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = LOGGING
+    )]
     pub quiet: u8,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Help heading of the global -v/-q flags.
+const LOGGING: &str = "Logging";
 
 // Parsed once per run; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]

@@ -70,12 +70,14 @@ impl Dev {
         stop_http.cancel();
         let part = std::time::Duration::from_millis(300);
         // A build or HTTP connection that outlives its share is dropped with the runtime.
+        // The expiry task is not aborted: a rotation in flight runs on a blocking thread that an
+        // abort would not stop, and it must finish before the session file is removed below.
         let _ = tokio::join!(
             server.hub.shutdown(STOP_REASON),
             tokio::time::timeout(part, builder),
+            tokio::time::timeout(part, expiry),
             tokio::time::timeout(part, http_task),
         );
-        expiry.abort();
         hub_task.abort();
         if let Err(e) = crate::gradle::remove_session(&server) {
             tracing::warn!("could not clean up the session file: {e:#}");

@@ -72,10 +72,18 @@ pub async fn run(server: Arc<Server>, stop: CancellationToken) {
             token_age: server.session.current().age(),
         };
         if let Some(reason) = retire_reason(state, limits) {
-            // A device may have authenticated between the check and now; look once more right
-            // before rotating so it isn't cut off (the remaining window is microseconds).
-            if server.hub.client_count() == 0 {
-                server.rotate_session(reason);
+            // Rotation writes and fsyncs the BuildConfig session file: blocking I/O, kept off the
+            // async workers (as `POST /session/rotate` does).
+            let server = server.clone();
+            let rotation = tokio::task::spawn_blocking(move || {
+                // A device may have authenticated between the check and now; look once more
+                // right before rotating so it isn't cut off (the remaining window is microseconds).
+                if server.hub.client_count() == 0 {
+                    server.rotate_session(reason);
+                }
+            });
+            if let Err(e) = rotation.await {
+                tracing::error!("session rotation failed: {e}");
             }
         }
     }

@@ -187,19 +187,36 @@ pub fn banner_text(pairing: &Pairing<'_>, show_qr: bool) -> String {
         }
         text.push('\n');
     }
+    let host = url_host(pairing.host);
+    let port = pairing.http_port;
+    // A loopback host (the fallback when no LAN address was found, or asked for) would repeat the
+    // Local line and suggest phones can use it; say what to do instead.
+    let network = if is_loopback_host(pairing.host) {
+        format!(
+            "none ({} is reachable from this computer only; pass --host <LAN address> for phones)",
+            pairing.host
+        )
+    } else {
+        format!("http://{host}:{port}")
+    };
     text.push_str(&format!(
-        "  Local:    http://localhost:{port}\n  Network:  http://{host}:{port}\n  \
+        "  Local:    http://localhost:{port}\n  Network:  {network}\n  \
          Socket:   ws://{host}:{ws_port}\n  Project:  {name}\n\n\
          Session: {id}\nToken: {token}\n\n\
          Scan the QR code with the JetStart app, or open http://localhost:{port} on this computer.\n",
-        port = pairing.http_port,
         ws_port = pairing.ws_port,
-        host = url_host(pairing.host),
         name = pairing.project_name,
         id = pairing.session_id,
         token = pairing.token,
     ));
     text
+}
+
+/// True for `localhost` and loopback IP literals: addresses no phone can reach.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A host as it goes into a URL: IPv6 literals get brackets.
@@ -219,10 +236,7 @@ fn log_human(event: &Event) {
             device_info,
             addr,
         } => {
-            let model = device_info
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or("device");
+            let model = device_name(device_info);
             tracing::info!("device connected: {model} ({client_id}, {addr})");
         }
         Event::ClientRejected { code, reason, addr } => {
@@ -270,6 +284,77 @@ fn log_human(event: &Event) {
     }
 }
 
+/// The device's model for the terminal, made printable: the device chooses it, so it may hold
+/// escape sequences or line breaks.
+fn device_name(device_info: &Value) -> String {
+    let model = device_info
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("device");
+    term::logline::printable(model)
+}
+
 fn ms(duration_ms: u64) -> String {
     humantime::format_duration(std::time::Duration::from_millis(duration_ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pairing(host: &str) -> Pairing<'_> {
+        Pairing {
+            host,
+            http_port: 8765,
+            ws_port: 8766,
+            session_id: "a1b2c3d4",
+            token: "Zk3abcdefghijklmnopqrs",
+            project_name: "demo",
+        }
+    }
+
+    fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{text}"))
+    }
+
+    #[test]
+    fn banner_lists_the_network_url_of_a_lan_host() {
+        let text = banner_text(&pairing("192.168.1.5"), false);
+        assert_eq!(line(&text, "  Network:"), "  Network:  http://192.168.1.5:8765");
+        assert_eq!(line(&text, "  Local:"), "  Local:    http://localhost:8765");
+        assert_eq!(line(&text, "Session: "), "Session: a1b2c3d4");
+        assert_eq!(line(&text, "Token: "), "Token: Zk3abcdefghijklmnopqrs");
+    }
+
+    #[test]
+    fn banner_says_there_is_no_network_url_for_a_loopback_host() {
+        for host in ["127.0.0.1", "::1", "localhost"] {
+            let text = banner_text(&pairing(host), false);
+            let network = line(&text, "  Network:");
+            assert!(
+                network.starts_with("  Network:  none (") && network.contains("--host"),
+                "{network}"
+            );
+            assert!(!network.contains("http://"), "{network}");
+            assert!(text.contains("\nSession: a1b2c3d4\nToken: Zk3abcdefghijklmnopqrs\n"));
+            assert!(line(&text, "  Socket:").contains(":8766"));
+        }
+        assert!(!is_loopback_host("192.168.1.5") && !is_loopback_host("my-laptop.local"));
+        assert!(is_loopback_host("[::1]") && is_loopback_host("127.8.9.10"));
+    }
+
+    #[test]
+    fn device_names_are_printable() {
+        let evil = json!({"model": "Pixel\x1b[2J\x1b[H\n INFO device connected: fake\r"});
+        let name = device_name(&evil);
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        assert_eq!(name, "Pixel [2J [H  INFO device connected: fake ");
+        assert_eq!(device_name(&json!({"model": "Pixel 7"})), "Pixel 7");
+        assert_eq!(device_name(&json!({"model": 7})), "device");
+        assert_eq!(device_name(&json!({})), "device");
+    }
 }

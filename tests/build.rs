@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -294,7 +295,16 @@ async fn kotlin_save_sends_dex_reload() {
         "{}",
         calls[1]
     );
-    assert!(calls[1].contains("/build-tools/34.0.0/") || !calls[1].contains("30.0.3"));
+    // Two versions are installed (see `Toolchain`); the highest one must run.
+    let d8 = calls[1]
+        .rsplit_once(" (path ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("the stand-in logs its own path: {}", calls[1]));
+    assert_eq!(
+        Path::new(d8),
+        tools.dir.path().join("sdk/build-tools/34.0.0/d8"),
+        "d8 from the highest build-tools version"
+    );
     assert_eq!(project.gradle_runs(), 0, "no full build");
 }
 
@@ -463,4 +473,44 @@ async fn stopping_the_server_kills_a_running_build() {
         wait_dead(child).await,
         "the build's child {child} outlived the server"
     );
+}
+
+/// Waits (bounded) until stderr holds `needle` at least `times` times.
+async fn wait_stderr_count(dev: &Dev, needle: &str, times: usize) {
+    common::within(&format!("{times} × {needle:?} on stderr"), async {
+        while dev.stderr().matches(needle).count() < times {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn builds_off_is_said_once_at_start_up_before_any_device() {
+    const BUILDS_OFF: &str = "builds are off: no gradlew in";
+    // The scheduler's debug line for a build it could not run.
+    const SKIPPED: &str = "no build command: skipped a build";
+    let project = BuildProject::without_wrapper();
+    // A PATH with no gradle on it (nor anything else: `dev` needs no tool to start).
+    let empty = tempfile::tempdir().expect("tempdir");
+    let mut dev = start(&project, &[], &[("PATH", empty.path().display().to_string())]).await;
+    dev.wait_stderr(BUILDS_OFF).await;
+
+    // The first device asks for the initial build, a save for another: neither repeats it.
+    let (_ws, _) = dev.connect().await;
+    wait_stderr_count(&dev, SKIPPED, 1).await;
+    project.save(STRINGS, &strings("Saved"));
+    wait_stderr_count(&dev, SKIPPED, 2).await;
+
+    let stderr = dev.stderr();
+    assert_eq!(
+        stderr.matches(BUILDS_OFF).count(),
+        1,
+        "said exactly once:\n{stderr}"
+    );
+    let said = stderr.find(BUILDS_OFF).expect("said");
+    let connected = stderr.find("device connected").expect("device connected line");
+    assert!(said < connected, "said before any device connected:\n{stderr}");
+    assert!(stderr.contains("--build-cmd"), "says what to do:\n{stderr}");
+    assert!(dev.drain_events().iter().all(|e| e["event"] != "build-start"));
 }

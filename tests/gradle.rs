@@ -209,22 +209,72 @@ fn init_with_a_read_only_app_module_leaves_it_untouched() {
 }
 
 #[test]
-fn init_with_a_read_only_app_folder_leaves_the_file_untouched() {
-    if !permissions_are_enforced() {
-        eprintln!("skipping: running with privileges that ignore permission bits (root)");
-        return;
-    }
+fn init_with_a_read_only_app_folder_changes_nothing() {
     let project = copy_fixture("gradle-groovy");
     let app = project.path().join("app");
     let build = app.join("build.gradle");
-    chmod(&app, 0o555);
     let before = std::fs::read(&build).expect("read");
+    // Permission bits where they count; as root (CI) only the immutable attribute stops writes.
+    let immutable = if permissions_are_enforced() {
+        chmod(&app, 0o555);
+        None
+    } else {
+        match Immutable::set(&app) {
+            Some(lock) => Some(lock),
+            None => {
+                eprintln!(
+                    "skipping: running as root, where permission bits don't stop writes, and \
+                     `chattr +i` is not available to make app/ unwritable"
+                );
+                return;
+            }
+        }
+    };
     let out = run_init(project.path());
-    chmod(&app, 0o755);
+    match immutable {
+        Some(lock) => drop(lock),
+        None => chmod(&app, 0o755),
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("writable"), "{stderr}");
     assert_eq!(std::fs::read(&build).expect("read"), before);
+    assert_eq!(
+        std::fs::read_dir(&app).expect("ls").count(),
+        1,
+        "no temporary file left"
+    );
+    assert!(
+        !project.path().join("gradle").exists(),
+        "no half-install: the script is not written when the build file can't be"
+    );
+}
+
+#[test]
+fn init_that_cannot_replace_the_build_file_takes_the_script_back() {
+    let project = copy_fixture("gradle-groovy");
+    let build = project.path().join("app/build.gradle");
+    let before = std::fs::read(&build).expect("read");
+    // An immutable file: its folder takes the temporary file, only the final rename fails.
+    let Some(lock) = Immutable::set(&build) else {
+        eprintln!("skipping: `chattr +i` is not available here (it needs root and ext4 or similar)");
+        return;
+    };
+    let out = run_init(project.path());
+    drop(lock);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not replace"), "{stderr}");
+    assert_eq!(std::fs::read(&build).expect("read"), before);
+    assert!(
+        !project.path().join("gradle").exists(),
+        "the script written before the failed rename is removed again"
+    );
+    assert_eq!(
+        std::fs::read_dir(project.path().join("app")).expect("ls").count(),
+        1,
+        "no temporary file left"
+    );
 }
 
 // ---------------------------------------------------------------- marker block

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::build::{env_refs, BuildProject};
 use common::gradle::*;
-use common::{send_json, Dev};
+use common::{send_json, within, Dev};
 use serde_json::{json, Value};
 
 /// Checks that a `session-rotated` event has `ready`'s session shape plus a matching `qr`, and
@@ -137,4 +138,74 @@ async fn a_connected_device_keeps_its_session_past_the_token_ttl() {
         4001
     );
     connect_with(&dev.ws_url(), &id, &token).await;
+}
+
+/// The session id the marker block in `app/build.gradle` holds now.
+fn marker_session_id(project: &BuildProject) -> String {
+    let text = std::fs::read_to_string(project.path().join("app/build.gradle")).expect("read");
+    let fields = marker_fields(&text);
+    assert_eq!(fields[1].0, "JETSTART_SESSION_ID", "{fields:?}");
+    fields[1].1.clone()
+}
+
+#[tokio::test]
+async fn the_servers_own_marker_block_writes_never_start_a_build() {
+    // A real build command this time (the stand-in gradlew counts its runs), so a build
+    // wrongly started by the server's own writes would show.
+    let project = BuildProject::with_wrapper();
+    let marker = std::fs::read_to_string(common::fixture("gradle-marker/app/build.gradle")).expect("fixture");
+    project.save("app/build.gradle", &marker);
+    let env = project.env(&[]);
+    let mut dev = Dev::start_with_env(
+        project.path(),
+        &[
+            "--no-initial-build",
+            "--idle-timeout",
+            "1s",
+            "--cleanup-interval",
+            "100ms",
+        ],
+        &env_refs(&env),
+    )
+    .await;
+    // First write: before ready.
+    assert_eq!(
+        marker_session_id(&project),
+        groovy_java_string(&dev.ready.session_id)
+    );
+
+    // Second write: the idle rotation. Keep every event seen on the way.
+    let mut seen: Vec<Value> = Vec::new();
+    within("session-rotated", async {
+        while !seen.iter().any(|e| e["event"] == "session-rotated") {
+            seen.extend(dev.drain_events());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let rotated = seen
+        .iter()
+        .find(|e| e["event"] == "session-rotated")
+        .expect("rotated");
+    let (id, _) = rotated_credentials(rotated, &dev);
+    assert_eq!(marker_session_id(&project), groovy_java_string(&id));
+
+    // A wrongly triggered build would start one debounce (50ms) after a write; watch for 1 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    seen.extend(dev.drain_events());
+    let builds: Vec<&Value> = seen.iter().filter(|e| e["event"] == "build-start").collect();
+    assert!(
+        builds.is_empty(),
+        "the server's own writes started a build: {builds:?}"
+    );
+    assert_eq!(project.gradle_runs(), 0, "the stand-in gradlew never ran");
+
+    // Not a vacuous pass: in this very setup a developer's save does build.
+    project.save(
+        "app/src/main/res/values/strings.xml",
+        "<resources><string name=\"app_name\">Saved</string></resources>\n",
+    );
+    dev.event("build-start").await;
+    dev.event("build-complete").await;
+    assert_eq!(project.gradle_runs(), 1);
 }

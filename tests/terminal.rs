@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::term::{stty_has, PtyDev, Tool};
+use common::term::{qr_blocks, stty_has, PtyDev, Tool};
 use common::{connect_message, recv_type, send_json, within, ws_connect, Dev};
 use serde_json::json;
 
@@ -30,6 +30,7 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
         output.contains("Session: ") && output.contains("Token: "),
         "{output}"
     );
+    assert_eq!(qr_blocks(&output), 1, "one QR code at start-up:\n{output}");
     let running = dev.stty();
     assert!(
         stty_has(&running, "-icanon") && stty_has(&running, "-echo"),
@@ -45,6 +46,8 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
     dev.press("c");
     dev.wait_for("Session: ", 2).await;
     dev.wait_for("Press", 2).await;
+    dev.wait_until("a second QR code", |out| qr_blocks(out) == 2)
+        .await;
 
     dev.press("d");
     dev.wait_for("Pixel Test", 1).await;
@@ -60,6 +63,29 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
     );
     assert!(stty_has(&after, "opost"), "{after}");
     // The device was told the server stopped, as on SIGTERM.
+    let bye = recv_type(&mut ws, "core:disconnect").await;
+    assert_eq!(bye["reason"], "Server stopped");
+}
+
+#[tokio::test]
+async fn sigterm_restores_the_terminal_and_exits_0() {
+    let project = common::project();
+    let mut dev = PtyDev::start(project.path(), &[]);
+    dev.wait_for("Press", 1).await;
+    let running = dev.stty();
+    assert!(
+        stty_has(&running, "-icanon") && stty_has(&running, "-echo"),
+        "raw mode on: {running}"
+    );
+    let mut ws = device_for(&dev).await;
+
+    dev.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
+    let after = dev.stty();
+    assert!(
+        stty_has(&after, "icanon") && stty_has(&after, "echo") && stty_has(&after, "opost"),
+        "restored: {after}"
+    );
     let bye = recv_type(&mut ws, "core:disconnect").await;
     assert_eq!(bye["reason"], "Server stopped");
 }
@@ -129,6 +155,41 @@ async fn no_escape_codes_when_stdout_is_not_a_terminal() {
     dev.wait_for("boom", true).await;
     assert!(!dev.stdout().contains('\x1b') && !dev.stderr().contains('\x1b'));
     let _ = dev.child.start_kill();
+}
+
+#[tokio::test]
+async fn device_chosen_names_reach_the_terminal_as_one_printable_line() {
+    let project = common::project();
+    let dev = Dev::start(project.path(), &["--no-initial-build"]).await;
+    let mut ws = ws_connect(&dev.ws_url()).await;
+    let mut hello = connect_message(&dev.ready.session_id, &dev.ready.token);
+    hello["deviceInfo"]["model"] = json!("Evil\x1b[2J\x1b[H\nERROR forged line\r");
+    send_json(&mut ws, &hello).await;
+    recv_type(&mut ws, "core:connected").await;
+    send_json(&mut ws, &log("info", "from the evil device")).await;
+
+    let stderr = dev.wait_stderr("from the evil device").await;
+    let connected = stderr
+        .lines()
+        .find(|l| l.contains("device connected:"))
+        .expect("device connected line");
+    assert!(
+        connected.contains("Evil [2J [H ERROR forged line"),
+        "the whole name on the one line: {connected:?}"
+    );
+    let logged = stderr
+        .lines()
+        .find(|l| l.contains("from the evil device"))
+        .expect("log line");
+    assert!(logged.contains("[Evil [2J [H ERROR forged line ]"), "{logged:?}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("ERROR forged")),
+        "no forged line:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\x1b'),
+        "no escape sequence from the device:\n{stderr:?}"
+    );
 }
 
 #[tokio::test]
@@ -248,4 +309,14 @@ async fn completions_and_help_read_well() {
             "{needle:?} missing from dev --help:\n{help}"
         );
     }
+    // The global -v/-q come after dev's own flags (the last of which is --allow-origin).
+    let at = |flag: &str| {
+        help.find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from dev --help:\n{help}"))
+    };
+    assert!(at("--project <DIR>") < at("--name <NAME>"), "{help}");
+    assert!(
+        at("--allow-origin") < at("-v, --verbose") && at("--allow-origin") < at("-q, --quiet"),
+        "-v/-q listed among dev's own flags:\n{help}"
+    );
 }

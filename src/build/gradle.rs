@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::apk;
 use super::process::{self, Exit, Tail};
 use super::progress::{phase_of, task_name, Progress, Throttle};
+use crate::config::Config;
 use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
 use crate::report::{BuildKind, Event};
 use crate::server::{Artifact, Server};
@@ -79,6 +80,20 @@ impl BuildCommand {
     }
 }
 
+/// The build command, or `None` after saying "builds are off" (once per run: `off_said` is set
+/// by the first caller, at start-up or at the first build, whichever comes first).
+pub fn resolve_or_say_off(config: &Config, off_said: &AtomicBool) -> Option<BuildCommand> {
+    let command = BuildCommand::resolve(config.build_cmd.as_deref(), &config.project_dir);
+    if command.is_none() && !off_said.swap(true, Ordering::SeqCst) {
+        tracing::warn!(
+            "builds are off: no gradlew in {} and no gradle on PATH; pass --build-cmd to \
+             choose how to build",
+            config.project_dir.display()
+        );
+    }
+    command
+}
+
 /// Runs one full build and reports it. Returns true if it published an APK.
 /// `off_said` makes the "builds are off" message appear once per run, not per save.
 pub async fn run(
@@ -89,14 +104,11 @@ pub async fn run(
 ) -> bool {
     let config = &server.config;
     let project = &config.project_dir;
-    let Some(command) = BuildCommand::resolve(config.build_cmd.as_deref(), project) else {
-        if !off_said.swap(true, Ordering::SeqCst) {
-            tracing::warn!(
-                "builds are off: no gradlew in {} and no gradle on PATH; pass --build-cmd to \
-                 choose how to build",
-                project.display()
-            );
-        }
+    let Some(command) = resolve_or_say_off(config, off_said) else {
+        tracing::debug!(
+            "no build command: skipped a build for {} changed file(s)",
+            files.len()
+        );
         return false;
     };
 

@@ -32,14 +32,25 @@ const BATCH_QUEUE: usize = 16;
 
 /// Runs the watcher and the build scheduler until `stop`; a running build is killed on stop.
 pub async fn run(server: Arc<Server>, stop: CancellationToken) {
+    let off_said = say_if_builds_off(&server);
     let watcher = start_watcher(&server);
-    schedule(server, watcher, stop).await;
+    schedule(server, watcher, off_said, stop).await;
 }
 
 /// Starts watching now (so no save made after `ready` is missed) and the scheduler in a task.
 pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> JoinHandle<()> {
+    let off_said = say_if_builds_off(&server);
     let watcher = start_watcher(&server);
-    tokio::spawn(schedule(server, watcher, stop))
+    tokio::spawn(schedule(server, watcher, off_said, stop))
+}
+
+/// Says "builds are off" right at start-up when no build command resolves, so a newcomer learns
+/// it before connecting a phone rather than after the first save. Returns the flag that keeps
+/// the message to once per run (builds check it again: a wrapper deleted later is also said).
+fn say_if_builds_off(server: &Server) -> Arc<AtomicBool> {
+    let off_said = Arc::new(AtomicBool::new(false));
+    gradle::resolve_or_say_off(&server.config, &off_said);
+    off_said
 }
 
 fn start_watcher(server: &Arc<Server>) -> Option<WatchSystem> {
@@ -78,7 +89,12 @@ struct Running {
     full: bool,
 }
 
-async fn schedule(server: Arc<Server>, watcher: Option<WatchSystem>, stop: CancellationToken) {
+async fn schedule(
+    server: Arc<Server>,
+    watcher: Option<WatchSystem>,
+    off_said: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
     let (batch_tx, mut batches) = mpsc::channel(BATCH_QUEUE);
     let mut watching = watcher.is_some();
     if let Some(watcher) = watcher {
@@ -87,10 +103,12 @@ async fn schedule(server: Arc<Server>, watcher: Option<WatchSystem>, stop: Cance
     let mut inbox = server.take_build_inbox();
     let mut devices = server.hub.subscribe_authenticated();
     let mut devices_open = true;
-    let mut last_count = *devices.borrow_and_update();
+    // Start from "no device" and look at the count on the first pass: on a loaded machine this
+    // task may first run after a device has authenticated, and that device is still the first.
+    let mut last_count = 0;
+    devices.mark_changed();
     let mut pending = Pending::default();
     let mut running: Option<Running> = None;
-    let off_said = Arc::new(AtomicBool::new(false));
 
     loop {
         tokio::select! {
@@ -235,5 +253,58 @@ mod tests {
             ..Pending::default()
         };
         assert!(!requested.is_empty() && requested.is_full());
+    }
+
+    /// On a loaded machine the scheduler task may first run after a device has authenticated;
+    /// that device must still get the initial build.
+    #[tokio::test]
+    async fn a_device_connected_before_the_scheduler_runs_gets_the_initial_build() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+
+        let wait = std::time::Duration::from_secs(10);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::config::Config::for_project(dir.path());
+        config.build_cmd = Some("true".to_owned());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ws_port = listener.local_addr().expect("addr").port();
+        let reporter = Arc::new(crate::report::Reporter::new(false, false));
+        let server = Arc::new(Server::new(Arc::new(config), 0, ws_port, reporter));
+        let hub = server.hub.clone();
+        tokio::spawn(async move { hub.serve(listener).await });
+
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{ws_port}"))
+            .await
+            .expect("connect");
+        let session = server.session.current();
+        let hello = serde_json::json!({"type": "client:connect", "sessionId": session.id,
+                                       "token": session.token});
+        ws.send(Message::text(hello.to_string())).await.expect("send");
+        let next_type = |message: Option<Result<Message, _>>| match message {
+            Some(Ok(Message::Text(text))) => {
+                let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                value["type"].as_str().unwrap_or_default().to_owned()
+            }
+            other => panic!("expected a text message, got {other:?}"),
+        };
+        let connected = tokio::time::timeout(wait, ws.next()).await.expect("connected");
+        assert_eq!(next_type(connected), "core:connected");
+        tokio::time::timeout(wait, async {
+            while server.hub.client_count() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("device registered");
+
+        let stop = CancellationToken::new();
+        let scheduler = spawn(server.clone(), stop.clone());
+        let started = tokio::time::timeout(wait, ws.next())
+            .await
+            .expect("the initial build starts");
+        assert_eq!(next_type(started), "core:build-start");
+        stop.cancel();
+        scheduler.await.expect("scheduler stops");
+        // The hub's tasks end with the test's runtime.
     }
 }

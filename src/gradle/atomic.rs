@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -25,6 +25,41 @@ const PRIVATE_MODE: u32 = 0o600;
 /// Replaces `path` with `contents` so that a reader sees either the old or the new file, never
 /// a half-written one, even if the process dies mid-way.
 pub fn write(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
+    stage(path, contents, mode)?.commit()
+}
+
+/// A replacement for a file, complete and synced in a temporary file next to it but not visible
+/// yet. Dropping it without [`Staged::commit`] removes the temporary file and changes nothing.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staged {
+    /// Puts the new file in place (a rename, atomic on the same filesystem).
+    pub fn commit(self) -> Result<()> {
+        let Self { tmp, path, dir } = self;
+        tmp.persist(&path).map_err(|e| e.error).with_context(|| {
+            format!(
+                "could not replace {} (is the folder writable?); the file was left untouched",
+                path.display()
+            )
+        })?;
+        // Make the rename itself durable. Best effort: some filesystems can't fsync a directory,
+        // and the file is already complete either way.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// The first half of [`write`]: everything that can fail for lack of permissions or space
+/// (checks, the temporary file, the bytes, fsync), so that callers changing several files can
+/// find out before any of them changes.
+pub fn stage(path: &Path, contents: &[u8], mode: Mode) -> Result<Staged> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -91,18 +126,11 @@ pub fn write(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
     };
     tmp.write_all(contents).with_context(failed)?;
     tmp.as_file().sync_all().with_context(failed)?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| {
-        format!(
-            "could not replace {} (is the folder writable?); the file was left untouched",
-            path.display()
-        )
-    })?;
-    // Make the rename itself durable. Best effort: some filesystems can't fsync a directory, and
-    // the file is already complete either way.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -127,6 +155,20 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+
+    #[test]
+    fn a_staged_file_changes_nothing_until_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.txt");
+        fs::write(&path, b"old").expect("write");
+        let count = || fs::read_dir(dir.path()).expect("ls").count();
+        drop(stage(&path, b"dropped", Mode::Preserve).expect("stage"));
+        assert_eq!((fs::read(&path).expect("read"), count()), (b"old".to_vec(), 1));
+        let staged = stage(&path, b"new", Mode::Preserve).expect("stage");
+        assert_eq!(fs::read(&path).expect("read"), b"old");
+        staged.commit().expect("commit");
+        assert_eq!((fs::read(&path).expect("read"), count()), (b"new".to_vec(), 1));
     }
 
     #[cfg(unix)]

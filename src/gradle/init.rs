@@ -83,26 +83,32 @@ pub fn install(project_dir: &Path) -> Result<Outcome> {
         );
     }
 
-    let script_file = project_dir.join(SCRIPT_PATH);
-    let script = match std::fs::read(&script_file) {
-        Ok(current) if current == SCRIPT.as_bytes() => Change::Unchanged,
-        Ok(_) => Change::Updated,
-        Err(_) => Change::Created,
-    };
-    if script != Change::Unchanged {
-        let dir = project_dir.join("gradle");
-        std::fs::create_dir_all(&dir).with_context(|| {
-            format!(
-                "could not create {}; make the project folder writable",
-                dir.display()
-            )
-        })?;
-        atomic::write(&script_file, SCRIPT.as_bytes(), atomic::Mode::Preserve)?;
-    }
+    // The build file is staged first (its temporary file written in `app/`), so a folder it
+    // can't be written in fails before the script exists: a failed init leaves nothing behind.
+    let staged = appended
+        .map(|contents| atomic::stage(&build_file, &contents, atomic::Mode::Preserve))
+        .transpose()?;
 
-    let apply = match appended {
-        Some(contents) => {
-            atomic::write(&build_file, &contents, atomic::Mode::Preserve)?;
+    let script_file = project_dir.join(SCRIPT_PATH);
+    let previous = std::fs::read(&script_file).ok();
+    let script = match &previous {
+        Some(current) if current == SCRIPT.as_bytes() => Change::Unchanged,
+        Some(_) => Change::Updated,
+        None => Change::Created,
+    };
+    let undo = match script {
+        Change::Unchanged => None,
+        _ => Some(install_script(project_dir, &script_file, previous)?),
+    };
+
+    let apply = match staged {
+        Some(staged) => {
+            if let Err(e) = staged.commit() {
+                if let Some(undo) = undo {
+                    undo.run(&script_file);
+                }
+                return Err(e);
+            }
             Change::Updated
         }
         None => Change::Unchanged,
@@ -112,6 +118,56 @@ pub fn install(project_dir: &Path) -> Result<Outcome> {
         build_file,
         apply,
     })
+}
+
+/// How to take back the script if the build file can't be changed after all.
+#[derive(Debug)]
+struct Undo {
+    /// The script as it was before (`None`: there was none).
+    previous: Option<Vec<u8>>,
+    /// `gradle/`, if this run created it.
+    created_dir: Option<PathBuf>,
+}
+
+impl Undo {
+    /// Best effort: the error that made us undo is the one reported.
+    fn run(self, script_file: &Path) {
+        match self.previous {
+            Some(previous) => {
+                let _ = atomic::write(script_file, &previous, atomic::Mode::Preserve);
+            }
+            None => {
+                let _ = std::fs::remove_file(script_file);
+            }
+        }
+        if let Some(dir) = self.created_dir {
+            // Only removes it if empty: anything else in it is not ours.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Writes `gradle/jetstart.gradle`; on failure removes a `gradle/` folder it created.
+fn install_script(project_dir: &Path, script_file: &Path, previous: Option<Vec<u8>>) -> Result<Undo> {
+    let dir = project_dir.join("gradle");
+    let created_dir = (!dir.exists()).then(|| dir.clone());
+    std::fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "could not create {}; make the project folder writable",
+            dir.display()
+        )
+    })?;
+    let undo = Undo {
+        previous,
+        created_dir,
+    };
+    if let Err(e) = atomic::write(script_file, SCRIPT.as_bytes(), atomic::Mode::Preserve) {
+        if let Some(dir) = undo.created_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+        return Err(e);
+    }
+    Ok(undo)
 }
 
 /// `app/build.gradle`, else `app/build.gradle.kts`.

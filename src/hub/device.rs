@@ -305,7 +305,8 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
         ClientMessage::Status { status, message } => {
             let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
             let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
-            tracing::info!("{} status: {status}{detail}", info.label());
+            let line = format!("{} status: {status}{detail}", info.label());
+            tracing::info!("{}", crate::term::logline::printable(&line));
             Reply::Nothing
         }
         ClientMessage::Log { log } => {

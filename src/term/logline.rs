@@ -60,10 +60,19 @@ impl Filter {
     }
 }
 
+/// Device-supplied text made safe for the developer's terminal: every control character but
+/// tab (escape sequences, newlines, carriage returns, C1 codes) becomes a space, so a device
+/// can't move the cursor, recolour or clear the screen, or fake a log line of its own.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect()
+}
+
 /// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given.
 pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
-    let field = |name: &str| log.get(name).and_then(Value::as_str).unwrap_or("");
-    let level = match field("level") {
+    let field = |name: &str| printable(log.get(name).and_then(Value::as_str).unwrap_or(""));
+    let level = match field("level").as_str() {
         "" => "info".to_owned(),
         level => level.to_ascii_lowercase(),
     };
@@ -71,17 +80,15 @@ pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
         .get("timestamp")
         .and_then(Value::as_u64)
         .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-    let device = device.map_or_else(String::new, |d| format!(" {}", style.dim(&format!("[{d}]"))));
-    // Control characters from a device could move the cursor or recolour the terminal.
-    let message: String = field("message")
-        .chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect();
+    let device = device.map_or_else(String::new, |d| {
+        format!(" {}", style.dim(&format!("[{}]", printable(d))))
+    });
     format!(
-        "{} {} {}{device} {message}",
+        "{} {} {}{device} {}",
         style.dim(&clock(time)),
         style.level(&level),
-        style.cyan(&field("tag").replace(char::is_control, " ")),
+        style.cyan(&field("tag")),
+        field("message"),
     )
 }
 
@@ -135,5 +142,22 @@ mod tests {
                          "timestamp": 0});
         let line = format(&log, Some("Pixel 7"), Style::new(false));
         assert_eq!(line, "00:00:00 warn    Net [Pixel 7] slow response [31m");
+    }
+
+    #[test]
+    fn printable_replaces_every_control_character_but_tab() {
+        assert_eq!(
+            printable("a\x1b[2Jb\r\nc\u{9b}31md\u{7f}e\tf"),
+            "a [2Jb  c 31md e\tf"
+        );
+        assert_eq!(printable("Pixel 7 — café"), "Pixel 7 — café");
+    }
+
+    #[test]
+    fn device_supplied_device_level_and_tag_are_printable_too() {
+        let log = json!({"level": "warn\x1b[0m", "tag": "T\nag", "message": "m", "timestamp": 0});
+        let line = format(&log, Some("Evil\x1b]0;title\x07\nINFO fake"), Style::new(false));
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert_eq!(line, "00:00:00 warn [0m T ag [Evil ]0;title  INFO fake] m");
     }
 }

@@ -71,6 +71,34 @@ pub fn permissions_are_enforced() -> bool {
     enforced
 }
 
+/// `path` made immutable with `chattr +i` until dropped. Unlike permission bits this stops root
+/// too: no file can be created in an immutable folder, and an immutable file can't be replaced.
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None` where `chattr` is missing, the filesystem has no such attribute, or this process
+    /// may not set it (it needs CAP_LINUX_IMMUTABLE, i.e. root).
+    pub fn set(path: &Path) -> Option<Self> {
+        let done = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        done.success().then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // Must run even when the test failed, or the temp dir could not be removed.
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// Runs `jetstart-rs init --project <dir>` (blocking; init never waits on anything).
 pub fn run_init(project: &Path) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))

@@ -96,6 +96,29 @@ impl PtyDev {
         }
     }
 
+    /// Waits until the output satisfies `done`; returns the output. `what` names it on timeout.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let output = self.output();
+            if done(&output) {
+                return output;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "terminal never showed {what}:\n{output}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` to the `dev` process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.process_id().expect("dev is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+        nix::sys::signal::kill(pid, signal).expect("send signal");
+    }
+
     /// Types `keys`.
     pub fn press(&mut self, keys: &str) {
         self.writer.write_all(keys.as_bytes()).expect("type on the pty");
@@ -153,6 +176,32 @@ impl Drop for PtyDev {
         let _ = self.child.kill();
     }
 }
+
+/// How many QR codes the output holds: runs of at least [`QR_MIN_ROWS`] consecutive lines made
+/// only of half blocks and spaces (at least one block each), as the banner draws them.
+pub fn qr_blocks(output: &str) -> usize {
+    let is_qr_row = |line: &str| {
+        let line = line.trim_end_matches('\r');
+        line.chars().any(|c| matches!(c, '█' | '▀' | '▄'))
+            && line.chars().all(|c| matches!(c, '█' | '▀' | '▄' | ' '))
+    };
+    let (mut blocks, mut run) = (0, 0);
+    for line in output.split('\n') {
+        if is_qr_row(line) {
+            run += 1;
+            if run == QR_MIN_ROWS {
+                blocks += 1;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    blocks
+}
+
+/// A version-1 QR code with its quiet zone is 25 modules high: 13 half-block rows. Fewer
+/// consecutive block rows are not a QR code.
+pub const QR_MIN_ROWS: usize = 13;
 
 /// True if `flag` appears as a word in `stty -a` output (e.g. `icanon`, not `-icanon`).
 pub fn stty_has(stty: &str, flag: &str) -> bool {
