@@ -23,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, Barrier};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Bound for any single wait.
@@ -105,7 +106,10 @@ async fn main() -> Result<()> {
             let (idle, loaded) = rss(&server, clients).await?;
             println!("idle RSS: {idle:.1} MB; with {clients} devices: {loaded:.1} MB");
         }
-        Cmd::Auth { count } => auth(&server, count).await?,
+        Cmd::Auth { count } => {
+            let (p50, p90, p99) = auth(&server, count).await?;
+            println!("auth round trip over {count}: p50 {p50:.0} µs, p90 {p90:.0} µs, p99 {p99:.0} µs");
+        }
         Cmd::Connect { clients } => report(
             &format!("connect+auth {clients} concurrently"),
             "ms",
@@ -337,8 +341,16 @@ fn write_project(root: &Path) -> Result<()> {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// Connects and authenticates one device; returns it after `core:connected`.
-async fn device(url: &str, session_id: &str, token: &str, n: usize) -> Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+/// The client's read buffer: small for small messages. tungstenite zero-fills the whole buffer
+/// before each read, and its 128 KiB default made every 76-byte message cost a 256 KiB memset
+/// (half the load generator's time, and so a third of the figure it measured).
+const SMALL_READS: usize = 4 * 1024;
+/// For megabyte DEX patches: fewer read calls.
+const LARGE_READS: usize = 128 * 1024;
+
+async fn device(url: &str, session_id: &str, token: &str, n: usize, read_buffer: usize) -> Result<Ws> {
+    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
     let connect = json!({"type": "client:connect", "sessionId": session_id, "token": token,
         "deviceInfo": {"id": format!("loadgen-{n}"), "model": "loadgen", "platform": "android"}});
     ws.send(Message::text(connect.to_string())).await?;
@@ -395,19 +407,21 @@ async fn rss(binary: &Path, clients: usize) -> Result<(f64, f64)> {
     let server = Server::start(binary, None).await?;
     tokio::time::sleep(Duration::from_millis(300)).await; // let start-up allocations settle
     let idle = server.rss_mb()?;
-    let devices = connect_all(&server, clients).await?;
+    let devices = connect_all(&server, clients, SMALL_READS).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let loaded = server.rss_mb()?;
     drop(devices);
     Ok((idle, loaded))
 }
 
-async fn connect_all(server: &Server, clients: usize) -> Result<Vec<Ws>> {
+async fn connect_all(server: &Server, clients: usize, read_buffer: usize) -> Result<Vec<Ws>> {
     let url = Arc::new(server.url());
     let mut tasks = Vec::with_capacity(clients);
     for n in 0..clients {
         let (url, id, token) = (url.clone(), server.session_id.clone(), server.token.clone());
-        tasks.push(tokio::spawn(async move { device(&url, &id, &token, n).await }));
+        tasks.push(tokio::spawn(async move {
+            device(&url, &id, &token, n, read_buffer).await
+        }));
     }
     let mut devices = Vec::with_capacity(clients);
     for task in tasks {
@@ -419,34 +433,37 @@ async fn connect_all(server: &Server, clients: usize) -> Result<Vec<Ws>> {
 async fn connect_many(binary: &Path, clients: usize) -> Result<f64> {
     let server = Server::start(binary, None).await?;
     let started = Instant::now();
-    let devices = connect_all(&server, clients).await?;
+    let devices = connect_all(&server, clients, SMALL_READS).await?;
     let elapsed = started.elapsed();
     drop(devices);
     Ok(ms(elapsed))
 }
 
-async fn auth(binary: &Path, count: usize) -> Result<()> {
+/// Sequential connect + authenticate round trips: (p50, p90, p99) in µs.
+async fn auth(binary: &Path, count: usize) -> Result<(f64, f64, f64)> {
     let server = Server::start(binary, None).await?;
     let url = server.url();
     // Warm-up: first connections pay for lazy initialization on both sides.
     for n in 0..20.min(count) {
-        drop(device(&url, &server.session_id, &server.token, n).await?);
+        drop(device(&url, &server.session_id, &server.token, n, SMALL_READS).await?);
     }
     let mut samples = Vec::with_capacity(count);
     for n in 0..count {
         let started = Instant::now();
-        let ws = tokio::time::timeout(WAIT, device(&url, &server.session_id, &server.token, n)).await??;
+        let ws = tokio::time::timeout(
+            WAIT,
+            device(&url, &server.session_id, &server.token, n, SMALL_READS),
+        )
+        .await??;
         samples.push(started.elapsed().as_secs_f64() * 1e6);
         drop(ws);
     }
     samples.sort_by(f64::total_cmp);
-    println!(
-        "auth round trip over {count}: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs",
+    Ok((
         percentile(&samples, 0.5),
         percentile(&samples, 0.9),
-        percentile(&samples, 0.99)
-    );
-    Ok(())
+        percentile(&samples, 0.99),
+    ))
 }
 
 /// One message of interest at one device.
@@ -469,7 +486,7 @@ async fn fanout(
     rounds: usize,
 ) -> Result<(f64, f64)> {
     let mut server = Server::start(binary, hot.then_some(dex_size)).await?;
-    let devices = connect_all(&server, clients).await?;
+    let devices = connect_all(&server, clients, if hot { LARGE_READS } else { SMALL_READS }).await?;
     // The message timed, and the one that ends a round at a device.
     let (marker, last_of_round) = if hot {
         ("{\"type\":\"core:dex-reload\"", "{\"type\":\"core:dex-reload\"")
@@ -565,7 +582,18 @@ async fn all(binary: &Path, quick: bool, runs: usize) -> Result<()> {
         scale(1000),
         median(&mut loaded)
     );
-    auth(binary, scale(2000)).await?;
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (p50, _, p99) = auth(binary, scale(2000)).await?;
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    println!(
+        "| auth round trip over {}, p50 / p99 | {:.0} µs / {:.0} µs |",
+        scale(2000),
+        median(&mut p50s),
+        median(&mut p99s)
+    );
     let connect = median_of(runs, || connect_many(binary, scale(1000))).await?;
     println!(
         "| connect + authenticate {} devices concurrently | {connect:.0} ms |",

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use notify::event::{CreateKind, EventKind, ModifyKind, RemoveKind};
@@ -18,8 +19,9 @@ use crate::server::Server;
 pub const IGNORED_DIRS: &[&str] = &["build", ".gradle", ".git", ".idea", ".jetstart", "node_modules"];
 /// File name endings that matter to an Android build.
 const WATCHED_SUFFIXES: &[&str] = &[".kt", ".java", ".xml", ".gradle", ".gradle.kts", ".properties"];
-/// Changes waiting between notify's thread and tokio. Only relevant paths are sent (Gradle's
-/// own churn in `build/` is filtered on notify's thread), so this is seldom more than a few.
+/// Changes waiting between notify's thread and the batcher. Only relevant paths are sent
+/// (Gradle's own churn in `build/` is filtered on notify's thread), so this is seldom more than
+/// a few.
 const CHANNEL_CAPACITY: usize = 4096;
 /// A steady stream of changes (a generator rewriting sources in a loop) would otherwise
 /// postpone a batch forever; past this, the batch goes out and the rest makes the next one.
@@ -88,11 +90,16 @@ enum Change {
     Structure,
 }
 
-/// The running watcher: notify on its thread, batches on a tokio channel.
+/// The running watcher: notify on its thread, debouncing on another, batches on a tokio channel.
 pub struct WatchSystem {
     // Kept alive: dropping it stops watching.
-    _watcher: RecommendedWatcher,
-    changes: mpsc::Receiver<Change>,
+    watcher: RecommendedWatcher,
+    batcher: Batcher,
+}
+
+/// Collects changes into batches; runs on a thread of its own.
+struct Batcher {
+    changes: std::sync::mpsc::Receiver<Change>,
     overflowed: Arc<AtomicBool>,
     server: Arc<Server>,
 }
@@ -101,7 +108,7 @@ impl WatchSystem {
     /// Starts watching the project recursively. Errors say what to do (inotify limit).
     pub fn new(server: Arc<Server>) -> Result<Self> {
         let root = server.config.project_dir.clone();
-        let (tx, changes) = mpsc::channel(CHANNEL_CAPACITY);
+        let (tx, changes) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
         let callback_root = root.clone();
@@ -116,11 +123,11 @@ impl WatchSystem {
             for change in changes_of(&callback_root, &event) {
                 match tx.try_send(change) {
                     Ok(()) => {}
-                    // Full: tokio is behind. The change is not lost: the flag makes the next
-                    // batch a full build, which covers every change, this one included.
-                    Err(mpsc::error::TrySendError::Full(_)) => flag.store(true, Ordering::SeqCst),
-                    // Closed: the server is stopping.
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    // Full: the batcher is behind. The change is not lost: the flag makes the
+                    // next batch a full build, which covers every change, this one included.
+                    Err(std::sync::mpsc::TrySendError::Full(_)) => flag.store(true, Ordering::SeqCst),
+                    // Disconnected: the server is stopping.
+                    Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
                 }
             }
         })?;
@@ -132,44 +139,57 @@ impl WatchSystem {
             }
         })?;
         Ok(Self {
-            _watcher: watcher,
-            changes,
-            overflowed,
-            server,
+            watcher,
+            batcher: Batcher {
+                changes,
+                overflowed,
+                server,
+            },
         })
     }
 
     /// Sends one [`Batch`] per burst of changes to `batches` until `stop`.
-    pub async fn run(mut self, batches: mpsc::Sender<Batch>, stop: CancellationToken) {
-        loop {
-            let batch = tokio::select! {
-                () = stop.cancelled() => return,
-                batch = self.next_batch() => batch,
-            };
-            let Some(batch) = batch else { return };
-            if batches.send(batch).await.is_err() {
-                return;
-            }
+    ///
+    /// Debouncing runs on a thread of its own: a std channel's timeout wakes within tens of
+    /// microseconds of the end of the window, where tokio's timer rounds every wait up to the
+    /// next millisecond (and then some), and a batch's checks (files in a new folder, the
+    /// server's own writes) are blocking file I/O.
+    pub async fn run(self, batches: mpsc::Sender<Batch>, stop: CancellationToken) {
+        let Self { watcher, batcher } = self;
+        let spawned = std::thread::Builder::new()
+            .name("jetstart-watch".into())
+            .spawn(move || {
+                while let Some(batch) = batcher.next_batch() {
+                    if batches.blocking_send(batch).is_err() {
+                        return; // the scheduler is gone: the server is stopping
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("file watching is off: could not start its thread: {e}");
+            return;
         }
+        stop.cancelled().await;
+        // Stops notify's thread, which drops the sending side: the batcher's wait ends.
+        drop(watcher);
     }
+}
 
+impl Batcher {
     /// Waits for a change, then collects until the project has been quiet for `--debounce`.
-    async fn next_batch(&mut self) -> Option<Batch> {
+    /// `None` once the watcher is gone.
+    fn next_batch(&self) -> Option<Batch> {
         let debounce = self.server.config.debounce;
         loop {
             let mut batch = Batch::default();
-            let first = self.changes.recv().await?;
+            let first = self.changes.recv().ok()?;
             self.add(&mut batch, first);
-            let cap = tokio::time::sleep(MAX_BATCH_WAIT);
-            tokio::pin!(cap);
+            let cap = Instant::now() + MAX_BATCH_WAIT;
             loop {
-                tokio::select! {
-                    change = self.changes.recv() => match change {
-                        Some(change) => self.add(&mut batch, change),
-                        None => break,
-                    },
-                    () = tokio::time::sleep(debounce) => break,
-                    () = &mut cap => break,
+                let wait = debounce.min(cap.saturating_duration_since(Instant::now()));
+                match self.changes.recv_timeout(wait) {
+                    Ok(change) => self.add(&mut batch, change),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 }
             }
             if self.overflowed.swap(false, Ordering::SeqCst) {

@@ -113,12 +113,13 @@ pub async fn run(
     };
 
     let started = Instant::now();
+    // Devices first: they are waiting; the terminal and --json readers can take a moment more.
+    server.hub.broadcast(&CoreMessage::BuildStart {
+        session_id: server.hub.session().id.clone(),
+    });
     server.reporter.emit(Event::BuildStart {
         kind: BuildKind::Full,
         files,
-    });
-    server.hub.broadcast(&CoreMessage::BuildStart {
-        session_id: server.hub.session().id.clone(),
     });
     tracing::info!("building: {}", command.describe());
 

@@ -101,11 +101,11 @@ async fn schedule(
         tokio::spawn(watcher.run(batch_tx, stop.clone()));
     }
     let mut inbox = server.take_build_inbox();
-    let mut devices = server.hub.subscribe_authenticated();
+    let mut devices = server.hub.subscribe_any_device();
     let mut devices_open = true;
-    // Start from "no device" and look at the count on the first pass: on a loaded machine this
-    // task may first run after a device has authenticated, and that device is still the first.
-    let mut last_count = 0;
+    // Start from "no device" and look on the first pass: on a loaded machine this task may
+    // first run after a device has authenticated, and that device is still the first.
+    let mut had_device = false;
     devices.mark_changed();
     let mut pending = Pending::default();
     let mut running: Option<Running> = None;
@@ -132,15 +132,15 @@ async fn schedule(
                     devices_open = false;
                     continue;
                 }
-                let count = *devices.borrow_and_update();
+                let any = *devices.borrow_and_update();
                 let full_coming = running.as_ref().is_some_and(|r| r.full) || pending.is_full();
-                if last_count == 0 && count > 0 && server.config.initial_build
+                if !had_device && any && server.config.initial_build
                     && server.artifact().is_none() && !full_coming
                 {
                     tracing::info!("first device connected and no APK built yet: initial build");
                     pending.requested = true;
                 }
-                last_count = count;
+                had_device = any;
             }
             result = finished(&mut running) => {
                 running = None;

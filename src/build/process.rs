@@ -118,7 +118,11 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
+    // fork + exec stalls the calling thread for up to milliseconds (more in a process with
+    // thousands of sockets): keep it off the workers that are busy telling devices "build started".
+    let mut child = tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .context("the build's spawning thread failed")??;
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())

@@ -212,7 +212,10 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         reject(hub, ws, accepted.addr, code, reason).await;
         return;
     }
-    hub.publish_count();
+    // `core:connected` first: the device is waiting for it, the bookkeeping below can wait.
+    let (mut ws, mut rx) = (ws, rx);
+    let in_flight = device::greet(&mut ws, &mut rx, &close_signal, &info);
+    hub.publish_presence();
     inner.session.touch();
     inner.reporter.emit(Event::ClientConnected {
         client_id: client_id.clone(),
@@ -220,11 +223,10 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         addr: info.addr.to_string(),
     });
 
-    let (mut ws, mut rx) = (ws, rx);
-    device::serve(hub, &mut ws, &mut rx, &close_signal, &info).await;
+    device::serve(hub, &mut ws, &mut rx, in_flight, &close_signal, &info).await;
 
     inner.registry.remove(&client_id);
-    hub.publish_count();
+    hub.publish_presence();
     let request = close_signal.get().unwrap_or(CloseRequest::Abort);
     let reason = match &request {
         CloseRequest::Frame { reason, .. } => reason.to_string(),

@@ -63,11 +63,29 @@ struct PendingRelay {
     since: Instant,
 }
 
-/// Serves a registered device until its connection ends.
+/// Writes what is queued for a device that just registered (its greeting) if the socket takes
+/// it at once; returns a frame left half-written. Whatever it can't write now, [`serve`] does.
+pub fn greet(
+    ws: &mut Socket,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    close_signal: &CloseSignal,
+    info: &ClientInfo,
+) -> Option<RawFrame> {
+    // Raw frames may only follow once tungstenite has nothing of its own half-sent (a pong).
+    if !matches!(ws.flush().now_or_never(), Some(Ok(()))) {
+        return None;
+    }
+    let first = rx.try_recv().ok()?;
+    write_ready(ws, rx, RawFrame::text(first.into()), close_signal, info)
+}
+
+/// Serves a registered device until its connection ends; `in_flight` is a frame [`greet`] left
+/// half-written.
 pub async fn serve(
     hub: &Hub,
     ws: &mut Socket,
     rx: &mut mpsc::Receiver<Utf8Bytes>,
+    mut in_flight: Option<RawFrame>,
     close_signal: &CloseSignal,
     info: &ClientInfo,
 ) {
@@ -77,7 +95,6 @@ pub async fn serve(
     let mut closing = pin!(wait_closing(close_signal.subscribe()).fuse());
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight: Option<RawFrame> = None;
     let mut relay: Option<PendingRelay> = None;
 
     while !closing.is_terminated() {
@@ -164,7 +181,7 @@ pub async fn serve(
     // Off the list before the close handshake: a closing device gets no more broadcasts and
     // no longer counts as connected (session expiry waits for none to be connected).
     hub.inner.registry.remove(&info.client_id);
-    hub.publish_count();
+    hub.publish_presence();
     finish(ws, rx, in_flight, close_signal.get()).await;
 }
 

@@ -67,7 +67,9 @@ struct Inner {
     connections: TaskTracker,
     stopping: CancellationToken,
     next_client: AtomicU64,
-    authenticated: watch::Sender<usize>,
+    /// Whether any device is authenticated; changes only when that flips, so a thousand devices
+    /// coming and going don't wake its followers a thousand times.
+    any_device: watch::Sender<bool>,
     /// Failed authentications per peer address, to slow down guessing.
     auth_backoff: backoff::AuthBackoff,
 }
@@ -91,7 +93,7 @@ impl Hub {
                 connections: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 next_client: AtomicU64::new(1),
-                authenticated: watch::Sender::new(0),
+                any_device: watch::Sender::new(false),
                 auth_backoff: backoff::AuthBackoff::default(),
             }),
         }
@@ -179,9 +181,9 @@ impl Hub {
         self.inner.registry.len()
     }
 
-    /// Follows the number of authenticated devices (e.g. to start the first build).
-    pub fn subscribe_authenticated(&self) -> watch::Receiver<usize> {
-        self.inner.authenticated.subscribe()
+    /// Follows whether any device is authenticated (e.g. to start the first build).
+    pub fn subscribe_any_device(&self) -> watch::Receiver<bool> {
+        self.inner.any_device.subscribe()
     }
 
     /// Closes one device; false if it isn't connected.
@@ -190,14 +192,14 @@ impl Hub {
             .inner
             .registry
             .close(client_id, CloseRequest::frame(code, reason));
-        self.publish_count();
+        self.publish_presence();
         closed
     }
 
     /// Closes every authenticated device, e.g. with 4001 after a rotation.
     pub fn close_all(&self, code: u16, reason: &'static str) -> usize {
         let closed = self.inner.registry.close_all(&CloseRequest::frame(code, reason));
-        self.publish_count();
+        self.publish_presence();
         closed
     }
 
@@ -221,8 +223,11 @@ impl Hub {
         }
     }
 
-    fn publish_count(&self) {
-        self.inner.authenticated.send_replace(self.inner.registry.len());
+    fn publish_presence(&self) {
+        let any = !self.inner.registry.is_empty();
+        self.inner
+            .any_device
+            .send_if_modified(|current| std::mem::replace(current, any) != any);
     }
 
     fn next_client_id(&self) -> String {
