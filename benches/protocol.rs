@@ -111,3 +111,17 @@ fn broadcast_dex_1_4_mb(bencher: Bencher, devices: usize) {
         }
     });
 }
+
+/// A device's log relayed to every device: the headroom check is one more pass over the queues.
+#[divan::bench(args = [100, 1000])]
+fn relay_log(bencher: Bencher, devices: usize) {
+    let (registry, mut receivers) = registry(devices);
+    let bytes =
+        Utf8Bytes::from(r#"{"type":"core:log","sessionId":"a1b2c3d4","log":{"message":"hi"},"timestamp":1}"#);
+    bencher.bench_local(|| {
+        registry.relay(&bytes, "client-0", false);
+        for rx in &mut receivers {
+            divan::black_box(rx.try_recv().ok());
+        }
+    });
+}
