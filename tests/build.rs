@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::build::{alive, env_refs, log_lines, recv_until, sha256_hex, wait_dead, BuildProject, Toolchain};
+use common::build::{
+    alive, env_refs, hanging_child, log_lines, recv_until, sha256_hex, wait_dead, BuildProject, Toolchain,
+};
 use common::{fixture, recv_json, recv_type, Dev};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -455,18 +457,7 @@ async fn stopping_the_server_kills_a_running_build() {
     .await;
     project.save(STRINGS, &strings("Stop"));
     dev.event("build-start").await;
-    let child: i32 = common::within("the hanging child's pid", async {
-        loop {
-            if let Some(pid) = std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                return pid;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let child = hanging_child(&pidfile).await;
     dev.sigterm();
     assert!(dev.wait_exit().await.success());
     assert!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::build::{alive, env_refs, log_lines, wait_dead, BuildProject, Toolchain};
+use common::build::{alive, env_refs, hanging_child, log_lines, wait_dead, BuildProject, Toolchain};
 use common::chaos::{
     assert_healthy, group_members, open_fds, reset, reset_tcp, rss_kib, wait_clients, Socket, Target,
 };
@@ -661,18 +661,7 @@ async fn sigterm_in_the_middle_of_a_build_stops_everything_cleanly() {
     for ws in &mut devices {
         recv_type(ws, "core:build-start").await;
     }
-    let child: i32 = within("the hanging child's pid", async {
-        loop {
-            if let Some(pid) = std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-            {
-                return pid;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let child = hanging_child(&pidfile).await;
     // The stand-in logs its own pid; it leads the build's process group.
     let leader: i32 = log_lines(&project.log)[0]
         .rsplit("pid ")

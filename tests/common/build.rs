@@ -178,3 +178,21 @@ pub fn sha256_hex(path: &Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The pid the stand-in `gradlew` in hang mode writes to `FAKE_GRADLE_PIDFILE` (its child), once
+/// it is there.
+pub async fn hanging_child(pidfile: &Path) -> i32 {
+    super::within("the hanging child's pid", async {
+        loop {
+            if let Some(pid) = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                return pid;
+            }
+            // The file appears once the script has started its child: nothing to await but it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
