@@ -79,7 +79,7 @@ impl Dev {
             tokio::time::timeout(part, http_task),
         );
         hub_task.abort();
-        if let Err(e) = crate::gradle::remove_session(&server) {
+        if let Err(e) = server.remove_session_files() {
             tracing::warn!("could not clean up the session file: {e:#}");
         }
         debug_assert_eq!(close::GOING_AWAY, 1001);

@@ -63,6 +63,7 @@ pub async fn run(server: Arc<Server>, stop: CancellationToken) {
     ticker.tick().await;
     loop {
         tokio::select! {
+            biased; // a stop that is due wins over a tick that is due
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }

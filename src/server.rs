@@ -76,6 +76,9 @@ pub struct Server {
     artifact: Mutex<Option<Artifact>>,
     build_requests: mpsc::UnboundedSender<BuildRequest>,
     build_inbox: Mutex<Option<mpsc::UnboundedReceiver<BuildRequest>>>,
+    /// True once shutdown has cleaned up the session file. Held through a whole rotation, so a
+    /// rotation racing shutdown either finishes before the clean-up or doesn't happen at all.
+    stopped: Mutex<bool>,
 }
 
 impl Server {
@@ -99,6 +102,7 @@ impl Server {
             artifact: Mutex::new(None),
             build_requests,
             build_inbox: Mutex::new(Some(build_inbox)),
+            stopped: Mutex::new(false),
         }
     }
 
@@ -160,6 +164,10 @@ impl Server {
     /// Replaces the session (SPEC §3): old credentials get 4001 from now on, connected devices
     /// are closed with 4001, the new pairing details are printed and reported.
     pub fn rotate_session(&self, reason: &str) -> Arc<Session> {
+        let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if *stopped {
+            return self.session.current(); // shutting down: devices get 1001, not 4001
+        }
         let session = self.session.rotate();
         let closed = self
             .hub
@@ -174,6 +182,15 @@ impl Server {
             qr: self.pairing(&session).payload(),
             reason: reason.to_owned(),
         });
+        drop(stopped);
         session
+    }
+
+    /// Shutdown's clean-up of the BuildConfig session file and marker block; no rotation
+    /// writes them again afterwards.
+    pub fn remove_session_files(&self) -> anyhow::Result<()> {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        *stopped = true;
+        crate::gradle::remove_session(self)
     }
 }

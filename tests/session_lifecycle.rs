@@ -209,3 +209,29 @@ async fn the_servers_own_marker_block_writes_never_start_a_build() {
     dev.event("build-complete").await;
     assert_eq!(project.gradle_runs(), 1);
 }
+
+/// A rotation that comes after shutdown's clean-up (an expiry tick or `POST /session/rotate`
+/// racing Ctrl+C) must not write live credentials back into the project.
+#[test]
+fn no_rotation_rewrites_the_session_file_after_shutdown_removed_it() {
+    use std::sync::Arc;
+
+    use jetstart::config::Config;
+    use jetstart::report::Reporter;
+    use jetstart::server::Server;
+
+    let project = common::project();
+    let config = Config::for_project(project.path());
+    let server = Server::new(Arc::new(config), 8765, 8766, Arc::new(Reporter::new(true, false)));
+    let session_file = project.path().join(".jetstart/session.properties");
+    let first = server.session.current();
+    jetstart::gradle::write_session(&server, &first).expect("write the session file");
+    assert!(session_file.exists());
+
+    server.remove_session_files().expect("clean up");
+    assert!(!session_file.exists());
+    let after = server.rotate_session("late tick");
+    assert_eq!(after.id, first.id, "no new session once stopped");
+    assert_eq!(server.session.current().id, first.id);
+    assert!(!session_file.exists(), "the session file stays removed");
+}

@@ -120,15 +120,19 @@ pub async fn run(
         .kill_on_drop(true);
     // fork + exec stalls the calling thread for up to milliseconds (more in a process with
     // thousands of sockets): keep it off the workers that are busy telling devices "build started".
-    let mut child = tokio::task::spawn_blocking(move || cmd.spawn())
-        .await
-        .context("the build's spawning thread failed")??;
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-        .context("the tool exited before it could be watched")?;
-    let mut guard = GroupGuard(Some(pgid));
+    // The guard is armed on that thread too: if this task is dropped meanwhile, the result is
+    // dropped with it and the guard still takes the whole group down.
+    let (mut child, pgid, mut guard) = tokio::task::spawn_blocking(move || {
+        let child = cmd.spawn()?;
+        let pgid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+            .context("the tool exited before it could be watched")?;
+        anyhow::Ok((child, pgid, GroupGuard(Some(pgid))))
+    })
+    .await
+    .context("the build's spawning thread failed")??;
 
     let (tx, mut lines) = mpsc::channel(LINE_QUEUE);
     if let Some(out) = child.stdout.take() {

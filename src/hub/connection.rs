@@ -204,12 +204,19 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         Some(greeting)
     });
     if registered.is_none() {
-        let (code, reason) = if inner.stopping.is_cancelled() {
-            (close::GOING_AWAY, "server stopping")
+        if inner.stopping.is_cancelled() {
+            // Not a rejection: the server is stopping, as every other device is told.
+            close_unauthenticated(ws, close::GOING_AWAY, "server stopping").await;
         } else {
-            (close::WRONG_SESSION, close::REASON_WRONG_SESSION)
-        };
-        reject(hub, ws, accepted.addr, code, reason).await;
+            reject(
+                hub,
+                ws,
+                accepted.addr,
+                close::WRONG_SESSION,
+                close::REASON_WRONG_SESSION,
+            )
+            .await;
+        }
         return;
     }
     // `core:connected` first: the device is waiting for it, the bookkeeping below can wait.
@@ -223,10 +230,9 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         addr: info.addr.to_string(),
     });
 
+    // Takes the device off the registry itself, before its close handshake.
     device::serve(hub, &mut ws, &mut rx, in_flight, &close_signal, &info).await;
 
-    inner.registry.remove(&client_id);
-    hub.publish_presence();
     let request = close_signal.get().unwrap_or(CloseRequest::Abort);
     let reason = match &request {
         CloseRequest::Frame { reason, .. } => reason.to_string(),

@@ -9,7 +9,7 @@ use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::frame::RawFrame;
-use super::registry::{ClientInfo, CloseRequest, CloseSignal};
+use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
 use super::Hub;
 use crate::protocol::{close, ClientMessage, CoreMessage};
 use crate::session::unix_ms;
@@ -28,12 +28,11 @@ use crate::session::unix_ms;
 pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the device's answer to our close frame.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// How long a device's log may wait for room at the other devices; after that, the devices still
-/// without room are too slow and are closed with 1013 (the others have long taken theirs).
-const RELAY_STALL: Duration = Duration::from_millis(500);
-/// How often a waiting relay looks again. Waiting only happens when some device is 192
-/// messages behind, so this polls rarely, and only for that one sender.
+/// How soon a waiting relay looks again, at first; the wait doubles up to [`RELAY_RETRY_MAX`].
+/// Waiting only happens while some device is 192 messages behind, and each look takes the
+/// registry lock for one pass over the devices.
 const RELAY_RETRY: Duration = Duration::from_millis(1);
+const RELAY_RETRY_MAX: Duration = Duration::from_millis(16);
 /// Frames written in one go before the loop looks at the device's side again.
 const WRITE_BURST: usize = 64;
 
@@ -61,6 +60,21 @@ enum Reply {
 struct PendingRelay {
     bytes: Utf8Bytes,
     since: Instant,
+    /// The next look, and the wait before the one after.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl PendingRelay {
+    fn new(bytes: Utf8Bytes) -> Self {
+        let now = Instant::now();
+        Self {
+            bytes,
+            since: now,
+            retry_at: now + RELAY_RETRY,
+            backoff: RELAY_RETRY,
+        }
+    }
 }
 
 /// Writes what is queued for a device that just registered (its greeting) if the socket takes
@@ -116,7 +130,8 @@ pub async fn serve(
                 biased;
                 () = &mut closing => Step::Close,
                 queued = rx.recv() => Step::Queued(queued),
-                () = tokio::time::sleep(RELAY_RETRY), if relay.is_some() => Step::RetryRelay,
+                // A fixed deadline: messages written meanwhile don't push the retry back.
+                () = sleep_until_retry(relay.as_ref()), if relay.is_some() => Step::RetryRelay,
                 frame = ws.next(), if relay.is_none() => Step::Frame(frame),
                 _ = ping.tick() => Step::Ping,
             },
@@ -129,8 +144,7 @@ pub async fn serve(
                     close_signal.request(request);
                 }
                 Reply::Relay(bytes) => {
-                    let since = Instant::now();
-                    relay = try_relay(hub, info, PendingRelay { bytes, since });
+                    relay = try_relay(hub, info, PendingRelay::new(bytes));
                 }
             },
             Step::RetryRelay => {
@@ -141,8 +155,10 @@ pub async fn serve(
                 close_signal.request(CloseRequest::frame(close::GOING_AWAY, "server stopping"));
             }
             Step::Queued(Some(bytes)) => {
-                // tungstenite may hold a pong or close answer; it must reach the wire first.
-                if flush_tungstenite(ws, closing.as_mut()).await.is_err() {
+                // tungstenite may hold a pong or close answer; it must reach the wire first. A
+                // device that takes nothing for the client timeout is gone (as for raw writes).
+                let flushed = timeout(settings.client_timeout, flush_tungstenite(ws, closing.as_mut())).await;
+                if !matches!(flushed, Ok(Ok(()))) {
                     close_signal.request(CloseRequest::Abort);
                     continue;
                 }
@@ -153,13 +169,15 @@ pub async fn serve(
                     write_ready(ws, rx, frame, close_signal, info)
                 };
             }
-            Step::Wrote(Ok(true)) => {
-                in_flight = match rx.try_recv() {
-                    Ok(next) => write_ready(ws, rx, RawFrame::text(next.into()), close_signal, info),
-                    Err(_) => None,
-                };
+            Step::Wrote(Ok(done)) => {
+                info.wrote(); // `write_some` only returns Ok after moving some bytes
+                if done {
+                    in_flight = match rx.try_recv() {
+                        Ok(next) => write_ready(ws, rx, RawFrame::text(next.into()), close_signal, info),
+                        Err(_) => None,
+                    };
+                }
             }
-            Step::Wrote(Ok(false)) => {}
             Step::Wrote(Err(e)) => {
                 tracing::debug!(client = %info.client_id, "write failed: {e}");
                 close_signal.request(CloseRequest::Abort);
@@ -186,11 +204,15 @@ pub async fn serve(
 }
 
 /// Relays if every other device has room; gives the message back if it must wait longer.
-fn try_relay(hub: &Hub, info: &ClientInfo, pending: PendingRelay) -> Option<PendingRelay> {
+fn try_relay(hub: &Hub, info: &ClientInfo, mut pending: PendingRelay) -> Option<PendingRelay> {
     let give_up = pending.since.elapsed() >= RELAY_STALL;
     match hub.relay(&pending.bytes, &info.client_id, give_up) {
         Some(_) => None,
-        None => Some(pending),
+        None => {
+            pending.backoff = (pending.backoff * 2).min(RELAY_RETRY_MAX);
+            pending.retry_at = Instant::now() + pending.backoff;
+            Some(pending)
+        }
     }
 }
 
@@ -206,7 +228,12 @@ fn write_ready(
     info: &ClientInfo,
 ) -> Option<RawFrame> {
     for _ in 0..WRITE_BURST {
-        match frame.try_write(ws.get_ref()) {
+        let before = frame.written();
+        let wrote = frame.try_write(ws.get_ref());
+        if frame.written() > before {
+            info.wrote();
+        }
+        match wrote {
             Ok(true) => match rx.try_recv() {
                 Ok(next) => frame = RawFrame::text(next.into()),
                 Err(_) => return None,
@@ -219,8 +246,16 @@ fn write_ready(
             }
         }
     }
-    // Let reads, pings and the close signal have a turn.
+    // Burst spent: the rest goes through the select, where a close request can cut in. (Reads
+    // and pings wait until the queue is empty: writes come first.)
     Some(frame)
+}
+
+async fn sleep_until_retry(relay: Option<&PendingRelay>) {
+    match relay {
+        Some(pending) => tokio::time::sleep_until(pending.retry_at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_closing(mut closing: watch::Receiver<Option<CloseRequest>>) {
@@ -243,37 +278,39 @@ async fn finish(
     in_flight: Option<RawFrame>,
     request: Option<CloseRequest>,
 ) {
-    let Some(request) = request else { return };
-    let deadline = Instant::now() + CLOSE_WRITE_TIMEOUT;
+    // No request: the server is going away under us. Abort: the connection is already broken.
+    let Some(request) = request.filter(|r| *r != CloseRequest::Abort) else {
+        return;
+    };
     let send = async {
+        let mut unstarted = None;
         if let Some(mut frame) = in_flight {
-            // A frame not yet started can be dropped; one under way must be completed.
-            if frame.is_partial() || matches!(request, CloseRequest::Frame { drain: true, .. }) {
+            if frame.is_partial() {
+                // Started on a clean stream (see `Step::Queued`): complete it before anything else.
+                frame.finish(ws.get_mut()).await.map_err(WsError::Io)?;
+            } else {
+                unstarted = Some(frame);
+            }
+        }
+        // tungstenite may hold a half-sent pong, or the answer to the device's close frame: it
+        // goes out before any more raw frames.
+        ws.flush().await?;
+        let CloseRequest::Frame { code, reason, drain } = &request else {
+            return Ok(()); // PeerClosed: the answer was just flushed
+        };
+        if *drain {
+            let queued = std::iter::from_fn(|| rx.try_recv().ok().map(|bytes| RawFrame::text(bytes.into())));
+            for mut frame in unstarted.into_iter().chain(queued) {
                 frame.finish(ws.get_mut()).await.map_err(WsError::Io)?;
             }
         }
-        match &request {
-            CloseRequest::Frame { code, reason, drain } => {
-                if *drain {
-                    while let Ok(bytes) = rx.try_recv() {
-                        RawFrame::text(bytes.into())
-                            .finish(ws.get_mut())
-                            .await
-                            .map_err(WsError::Io)?;
-                    }
-                }
-                let frame = CloseFrame {
-                    code: CloseCode::from(*code),
-                    reason: reason.as_ref().into(),
-                };
-                ws.close(Some(frame)).await
-            }
-            // tungstenite queued the answer to the device's close frame; push it out.
-            CloseRequest::PeerClosed => ws.flush().await,
-            CloseRequest::Abort => Ok(()),
-        }
+        let frame = CloseFrame {
+            code: CloseCode::from(*code),
+            reason: reason.as_ref().into(),
+        };
+        ws.close(Some(frame)).await
     };
-    let sent = timeout_at(deadline, send).await;
+    let sent = timeout(CLOSE_WRITE_TIMEOUT, send).await;
     if matches!(request, CloseRequest::Frame { .. }) && matches!(sent, Ok(Ok(()))) {
         // Let the device's close answer arrive so that it sees a clean close, not a reset.
         let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
@@ -335,7 +372,7 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             Reply::Relay(Utf8Bytes::from(message.encode()))
         }
         ClientMessage::Disconnect { reason } => {
-            let reason = reason.as_deref().unwrap_or("no reason given");
+            let reason = crate::term::logline::printable(reason.as_deref().unwrap_or("no reason given"));
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
             Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
         }

@@ -58,6 +58,11 @@ impl RawFrame {
         self.header_len + self.payload.len()
     }
 
+    /// Bytes of the frame already on the socket.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
     /// True once every byte is on the socket.
     pub fn is_done(&self) -> bool {
         self.written == self.total()

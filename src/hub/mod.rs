@@ -136,10 +136,13 @@ impl Hub {
     /// Serializes `message` once and queues the same bytes for every authenticated device.
     /// A `core:build-complete` is also remembered for devices that connect later.
     pub fn broadcast(&self, message: &CoreMessage) -> usize {
-        if let CoreMessage::BuildComplete { apk_info, .. } = message {
-            self.inner.registry.set_last_apk(Some(apk_info.clone()));
+        let bytes = Utf8Bytes::from(message.encode());
+        match message {
+            CoreMessage::BuildComplete { apk_info, .. } => {
+                self.inner.registry.broadcast_build(&bytes, apk_info.clone())
+            }
+            _ => self.broadcast_encoded(&bytes),
         }
-        self.broadcast_encoded(&Utf8Bytes::from(message.encode()))
     }
 
     /// Queues already-encoded bytes for every authenticated device.
@@ -224,10 +227,12 @@ impl Hub {
     }
 
     fn publish_presence(&self) {
-        let any = !self.inner.registry.is_empty();
-        self.inner
-            .any_device
-            .send_if_modified(|current| std::mem::replace(current, any) != any);
+        // Read inside the watch's lock: two devices coming and going at once can't publish
+        // their views out of order.
+        self.inner.any_device.send_if_modified(|current| {
+            let any = !self.inner.registry.is_empty();
+            std::mem::replace(current, any) != any
+        });
     }
 
     fn next_client_id(&self) -> String {

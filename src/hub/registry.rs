@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -21,6 +22,10 @@ pub const CLIENT_QUEUE_CAPACITY: usize = 256;
 /// burst is paced by the devices' own draining (the sender's reads wait meanwhile) instead of
 /// overflowing healthy queues; the server's own events always find room.
 pub const RELAY_HEADROOM: usize = 64;
+/// How long a device's log may wait for room at the other devices. A device without room that
+/// took nothing off its queue for this long is stuck, and is closed with 1013; one that is
+/// draining, however slowly, gets the log (a queue that is full is closed as for any broadcast).
+pub const RELAY_STALL: Duration = Duration::from_millis(500);
 
 /// Why and how a connection should end. The first request wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +104,8 @@ pub struct ClientInfo {
     /// Unix ms.
     pub connected_at: u64,
     last_activity: AtomicU64,
+    /// Unix ms when the device last took bytes off its queue's writer.
+    last_progress: AtomicU64,
 }
 
 impl ClientInfo {
@@ -110,6 +117,7 @@ impl ClientInfo {
             addr,
             connected_at: now,
             last_activity: AtomicU64::new(now),
+            last_progress: AtomicU64::new(now),
         }
     }
 
@@ -119,6 +127,23 @@ impl ClientInfo {
 
     pub fn last_activity(&self) -> u64 {
         self.last_activity.load(Ordering::Relaxed)
+    }
+
+    /// Records that bytes reached the device's socket.
+    pub fn wrote(&self) {
+        self.last_progress.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Pretends nothing reached the device's socket for `quiet`.
+    #[cfg(test)]
+    pub fn stalled_for_test(&self, quiet: Duration) {
+        let then = unix_ms().saturating_sub(u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX));
+        self.last_progress.store(then, Ordering::Relaxed);
+    }
+
+    /// How long since bytes last reached the device's socket.
+    pub fn stuck_for(&self) -> Duration {
+        Duration::from_millis(unix_ms().saturating_sub(self.last_progress.load(Ordering::Relaxed)))
     }
 
     /// The device model for human output, or its client id.
@@ -195,30 +220,49 @@ impl Registry {
     /// Queues the same bytes for every device; a device whose queue is full is closed with 1013
     /// and dropped, so it can't slow the others. Returns how many devices got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
-        broadcast_locked(&mut self.lock(), bytes)
+        let (delivered, full) = broadcast_locked(&mut self.lock(), bytes);
+        warn_too_slow(&full, "can't keep up (its queue is full)");
+        delivered
+    }
+
+    /// [`Registry::broadcast`] of a `core:build-complete`, remembered for devices that connect
+    /// later in the same step: a device registering meanwhile gets it once, not twice.
+    pub fn broadcast_build(&self, bytes: &Utf8Bytes, apk: ApkInfo) -> usize {
+        let mut inner = self.lock();
+        inner.last_apk = Some(apk);
+        let (delivered, full) = broadcast_locked(&mut inner, bytes);
+        drop(inner);
+        warn_too_slow(&full, "can't keep up (its queue is full)");
+        delivered
     }
 
     /// Broadcasts a message a device sent (`from`), if every other device has
     /// [`RELAY_HEADROOM`] free; otherwise queues nothing and returns `None`, so the sender can
-    /// wait. With `give_up`, the devices still without room are closed with 1013 instead.
+    /// wait. With `give_up` (the sender waited [`RELAY_STALL`]), the devices still without room
+    /// that took nothing meanwhile are closed with 1013; the others get the message anyway.
     pub fn relay(&self, bytes: &Utf8Bytes, from: &str, give_up: bool) -> Option<usize> {
         let mut inner = self.lock();
         // Checked and queued under one lock: concurrent relays can't overshoot the mark together.
         let behind = |id: &str, entry: &ClientEntry| id != from && entry.queue.capacity() <= RELAY_HEADROOM;
+        let mut stuck = Vec::new();
         if inner.clients.iter().any(|(id, entry)| behind(id, entry)) {
             if !give_up {
                 return None;
             }
             inner.clients.retain(|id, entry| {
-                let keep = !behind(id, entry);
+                let keep = !(behind(id, entry) && entry.info.stuck_for() >= RELAY_STALL);
                 if !keep {
-                    tracing::warn!("device {id} stopped taking its messages; closing it");
                     entry.close.request(too_slow());
+                    stuck.push(id.clone());
                 }
                 keep
             });
         }
-        Some(broadcast_locked(&mut inner, bytes))
+        let (delivered, full) = broadcast_locked(&mut inner, bytes);
+        drop(inner);
+        warn_too_slow(&stuck, "took nothing from its queue while logs waited for it");
+        warn_too_slow(&full, "can't keep up (its queue is full)");
+        Some(delivered)
     }
 
     /// Remembers the last built APK for devices that connect later.
@@ -276,8 +320,11 @@ impl Registry {
     }
 }
 
-fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> usize {
+/// Queues `bytes` for every device; returns how many got it and the devices closed because
+/// their queue was full (logged by the caller, once the lock is released).
+fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>) {
     let mut delivered = 0;
+    let mut full = Vec::new();
     inner
         .clients
         .retain(|id, entry| match entry.queue.try_send(bytes.clone()) {
@@ -286,15 +333,19 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> usize {
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    "device {id} can't keep up ({CLIENT_QUEUE_CAPACITY} messages waiting); closing it"
-                );
                 entry.close.request(too_slow());
+                full.push(id.clone());
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
-    delivered
+    (delivered, full)
+}
+
+fn warn_too_slow(ids: &[String], why: &str) {
+    for id in ids {
+        tracing::warn!("device {id} {why}; closing it with 1013");
+    }
 }
 
 /// 1013 without draining: what is queued is what the device couldn't take.
@@ -370,6 +421,7 @@ mod tests {
         let (sender, mut sender_rx) = entry("sender", CLIENT_QUEUE_CAPACITY);
         let (other, mut other_rx) = entry("other", CLIENT_QUEUE_CAPACITY);
         let other_close = other.close.clone();
+        let other_info = other.info.clone();
         registry.register(sender, |_| Some(vec![]));
         registry.register(other, |_| Some(vec![]));
         let room = CLIENT_QUEUE_CAPACITY - RELAY_HEADROOM;
@@ -390,14 +442,19 @@ mod tests {
         }
         assert_eq!(registry.relay(&"log".into(), "sender", false), Some(2));
         assert_eq!(registry.relay(&"log".into(), "sender", false), None);
-        // Given up on: "other" is closed with 1013 and the log goes to the rest.
+        // Given up on, but "other" is still taking messages: it gets the log anyway.
+        assert_eq!(registry.relay(&"log".into(), "sender", true), Some(2));
+        assert_eq!(other_close.get(), None);
+        // Given up on, and "other" took nothing for the whole wait: closed with 1013, and the
+        // log goes to the rest.
+        other_info.stalled_for_test(RELAY_STALL);
         assert_eq!(registry.relay(&"log".into(), "sender", true), Some(1));
         assert_eq!(
             other_close.get().and_then(|r| r.code()),
             Some(close::TRY_AGAIN_LATER)
         );
         assert_eq!(registry.len(), 1);
-        assert_eq!(sender_rx.len(), 4);
+        assert_eq!(sender_rx.len(), 5);
     }
 
     #[test]
