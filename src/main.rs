@@ -8,10 +8,18 @@ use jetstart::cli::{Cli, Command};
 use jetstart::config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// How long exit waits for queued output: a reader that stopped reading must not keep the
+/// process alive.
+const OUTPUT_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
-    match run(cli) {
+    let result = run(cli);
+    // Output goes through a writer thread; what is queued (the last events) must reach the
+    // terminal or pipe before the process ends, and before the error line below.
+    jetstart::term::output::flush(OUTPUT_FLUSH_LIMIT);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, no backtrace.

@@ -896,3 +896,73 @@ async fn brute_force_from_one_address_gets_4002_and_never_slows_a_real_device() 
         .starts_with("127.0.0.1:"));
     assert_healthy(target.http_port).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Whoever reads the server's output stops reading
+// ---------------------------------------------------------------------------------------------
+
+/// A `--json` reader (an IDE plugin, a script) that stops reading stdout, and nobody reading
+/// stderr: once the pipes are full, every write to them blocks. The server must go on serving
+/// devices regardless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_the_output_never_stalls_the_server() {
+    use tokio::io::AsyncBufReadExt;
+
+    let _serial = SERIAL.lock().await;
+    let project = common::project();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
+        .arg("dev")
+        .arg("--project")
+        .arg(project.path())
+        .args(["--json", "--port", "0", "--ws-port", "0", "--bind", "127.0.0.1"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--max-clients",
+            "200",
+            "--no-initial-build",
+        ])
+        .env("RUST_LOG", "jetstart=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn jetstart-rs");
+    // Read `ready`, then never again: both pipes are held open, unread.
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let _stderr = child.stderr.take().expect("stderr");
+    let mut line = String::new();
+    within("ready", stdout.read_line(&mut line))
+        .await
+        .expect("ready line");
+    let ready: Value = serde_json::from_str(&line).expect("ready is JSON");
+    let ws_url = format!("ws://127.0.0.1:{}", ready["wsPort"]);
+    let http_port = u16::try_from(ready["httpPort"].as_u64().expect("httpPort")).expect("port");
+    let credentials = connect_message(
+        ready["session"]["id"].as_str().expect("id"),
+        ready["session"]["token"].as_str().expect("token"),
+    );
+
+    // Every device that comes and goes writes two JSON events and a few log lines: far more
+    // than the 64 KiB a pipe holds.
+    const CYCLES: usize = 600;
+    within("devices coming and going", async {
+        for _ in 0..CYCLES {
+            let mut ws = common::ws_connect(&ws_url).await;
+            send_json(&mut ws, &credentials).await;
+            recv_type(&mut ws, "core:connected").await;
+            let _ = ws.close(None).await;
+        }
+    })
+    .await;
+
+    // Still serving: a device gets in, and the developer's reload reaches it.
+    let mut ws = common::ws_connect(&ws_url).await;
+    send_json(&mut ws, &credentials).await;
+    recv_type(&mut ws, "core:connected").await;
+    let reload = http::request(http_port, "POST", "/reload", &[]).await;
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    assert_eq!(recv_type(&mut ws, "core:reload").await["reloadType"], "full");
+    assert_healthy(http_port).await;
+}

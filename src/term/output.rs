@@ -1,61 +1,166 @@
-//! Writes human output so that it never collides with the spinner's live line.
+//! All terminal output goes through one writer thread, so that a stalled reader never stalls
+//! the server, and so that human output never collides with the spinner's live line.
+//!
+//! A terminal paused with Ctrl+S, or a `--json` reader that stops reading its pipe, blocks
+//! writes to stdout or stderr. Written from a runtime worker, that would freeze devices and
+//! builds with it; here only the writer thread waits. Its queue is bounded: while it is full,
+//! new lines are dropped and counted, and the count is said once output flows again.
 //!
 //! The spinner redraws one line in place with `\r`; anything else printed meanwhile (events,
 //! tracing logs, device logs) first blanks that line, and the spinner draws itself again on
 //! its next tick. Blanking uses spaces, not escape codes, so `NO_COLOR` output stays plain.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-/// Width, in characters, of the live line on screen (0: none). Also serializes all writers.
-static LIVE: Mutex<usize> = Mutex::new(0);
+/// Output waiting for the terminal or the reader of a pipe. Far more than a burst of device
+/// logs needs; a reader stalled for longer loses lines (counted), never the server.
+const QUEUE: usize = 8192;
 
-fn live() -> std::sync::MutexGuard<'static, usize> {
-    // A panic while printing leaves a usable width; recover rather than go silent.
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+enum Out {
+    Stdout(String),
+    Stderr(String),
+    Live(String),
+    ClearLive,
+    /// Answered once everything queued before it is written.
+    Flush(Sender<()>),
+}
+
+/// Lines dropped because the queue was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+fn queue() -> Option<&'static SyncSender<Out>> {
+    static QUEUE_TX: OnceLock<Option<SyncSender<Out>>> = OnceLock::new();
+    QUEUE_TX
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel(QUEUE);
+            std::thread::Builder::new()
+                .name("output".into())
+                .spawn(move || write_all(&rx))
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+fn send(out: Out) {
+    let Some(tx) = queue() else {
+        write_now(out); // no thread to be had: write from here, as before
+        return;
+    };
+    match tx.try_send(out) {
+        Ok(()) => {}
+        // The live line is redrawn on the next tick anyway; only real output counts as lost.
+        Err(TrySendError::Full(Out::Live(_) | Out::ClearLive)) => {}
+        Err(TrySendError::Full(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(TrySendError::Disconnected(out)) => write_now(out),
+    }
+}
+
+/// The writer thread's whole life.
+fn write_all(rx: &Receiver<Out>) {
+    let mut width = 0;
+    while let Ok(out) = rx.recv() {
+        write_one(out, &mut width);
+    }
+}
+
+fn write_now(out: Out) {
+    // Only without a writer thread: no live line can be on screen.
+    write_one(out, &mut 0);
+}
+
+fn write_one(out: Out, width: &mut usize) {
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        blank(width);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "({dropped} lines of output were dropped: the terminal or the program reading this \
+             output did not keep up)"
+        );
+    }
+    // Best effort throughout: a closed stdout (`| head`) must not stop the server.
+    match out {
+        Out::Stdout(text) => {
+            blank(width);
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+        }
+        Out::Stderr(text) => {
+            blank(width);
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+        Out::Live(text) => {
+            let chars = text.chars().count();
+            let pad = width.saturating_sub(chars);
+            let mut stdout = std::io::stdout().lock();
+            let _ = write!(stdout, "\r{text}{:pad$}", "");
+            let _ = stdout.flush();
+            *width = chars.max(*width);
+        }
+        Out::ClearLive => blank(width),
+        Out::Flush(done) => {
+            let _ = done.send(());
+        }
+    }
 }
 
 fn blank(width: &mut usize) {
     if *width > 0 {
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r{:width$}\r", "", width = *width);
-        let _ = out.flush();
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "\r{:width$}\r", "", width = *width);
+        let _ = stdout.flush();
         *width = 0;
     }
 }
 
-/// Prints `text` on stdout (best effort: a closed stdout, e.g. `| head`, must not stop the server).
+/// Prints `text` on stdout.
 pub fn print_stdout(text: &str) {
-    let mut width = live();
-    blank(&mut width);
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    send(Out::Stdout(text.to_owned()));
 }
 
-/// Prints `text` on stderr, best effort.
+/// Prints `text` on stderr.
 pub fn print_stderr(text: &str) {
-    let mut width = live();
-    blank(&mut width);
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    send(Out::Stderr(text.to_owned()));
 }
 
 /// Draws `text` (one line, no newline) as the live line, replacing the previous one.
 pub fn draw_live(text: &str) {
-    let mut width = live();
-    let chars = text.chars().count();
-    let pad = width.saturating_sub(chars);
-    let mut out = std::io::stdout().lock();
-    let _ = write!(out, "\r{text}{:pad$}", "");
-    let _ = out.flush();
-    *width = chars.max(*width);
+    send(Out::Live(text.to_owned()));
 }
 
 /// Removes the live line, if any.
 pub fn clear_live() {
-    blank(&mut live());
+    send(Out::ClearLive);
 }
 
-/// A stderr writer for `tracing_subscriber` that blanks the live line first.
+/// Waits (at most `limit`) until everything printed so far is written: before the process exits.
+pub fn flush(limit: Duration) {
+    let Some(tx) = queue() else { return };
+    let deadline = Instant::now() + limit;
+    let (done, written) = std::sync::mpsc::channel();
+    let mut request = Out::Flush(done);
+    loop {
+        match tx.try_send(request) {
+            Ok(()) => break,
+            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                request = back;
+                // The queue is draining into a slow terminal; nothing to wake us when it has room.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+}
+
+/// A stderr writer for `tracing_subscriber` that goes through the writer thread.
 pub struct Stderr;
 
 /// `tracing_subscriber::fmt().with_writer(jetstart::term::output::stderr)`.
@@ -65,19 +170,30 @@ pub fn stderr() -> Stderr {
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut width = live();
-        blank(&mut width);
-        std::io::stderr().lock().write(buf)
+        print_stderr(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        // One lock for the whole record, so a log line is never split by a spinner tick.
-        let mut width = live();
-        blank(&mut width);
-        std::io::stderr().lock().write_all(buf)
+        // One message for the whole record, so a log line is never split by a spinner tick.
+        print_stderr(&String::from_utf8_lossy(buf));
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_returns_once_earlier_output_is_written() {
+        print_stderr("");
+        let started = Instant::now();
+        flush(Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(5), "the writer answered");
     }
 }
