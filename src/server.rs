@@ -144,9 +144,9 @@ impl Server {
         self.artifact.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Publishes a freshly built APK (for `/download` and late-joining devices).
+    /// Publishes a freshly built APK for `/download`. (Devices that connect later get its
+    /// `core:build-complete`: the hub remembers the one it broadcast.)
     pub fn set_artifact(&self, artifact: Artifact) {
-        self.hub.set_last_apk(Some(artifact.info.clone()));
         *self.artifact.lock().unwrap_or_else(|e| e.into_inner()) = Some(artifact);
     }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::protocol::{close, ApkInfo, CoreMessage};
+use crate::protocol::{close, CoreMessage};
 use crate::report::Reporter;
 use crate::session::{Session, SessionStore};
 use registry::Registry;
@@ -156,11 +156,6 @@ impl Hub {
         self.inner.registry.relay(bytes, from, give_up)
     }
 
-    /// Forgets the last APK (e.g. when a newer build failed and the file is gone).
-    pub fn set_last_apk(&self, apk: Option<ApkInfo>) {
-        self.inner.registry.set_last_apk(apk);
-    }
-
     /// The current session.
     pub fn session(&self) -> Arc<Session> {
         self.inner.session.current()
@@ -216,7 +211,7 @@ impl Hub {
         });
         inner
             .registry
-            .close_all(&CloseRequest::frame(close::GOING_AWAY, "server stopping"));
+            .close_all(&CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
         inner.connections.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, inner.connections.wait())
             .await

@@ -265,15 +265,6 @@ impl Registry {
         Some(delivered)
     }
 
-    /// Remembers the last built APK for devices that connect later.
-    pub fn set_last_apk(&self, apk: Option<ApkInfo>) {
-        self.lock().last_apk = apk;
-    }
-
-    pub fn last_apk(&self) -> Option<ApkInfo> {
-        self.lock().last_apk.clone()
-    }
-
     /// Asks one device to close; false if no such device.
     pub fn close(&self, client_id: &str, request: CloseRequest) -> bool {
         let mut inner = self.lock();
@@ -455,6 +446,40 @@ mod tests {
         );
         assert_eq!(registry.len(), 1);
         assert_eq!(sender_rx.len(), 5);
+    }
+
+    #[test]
+    fn a_build_is_remembered_by_the_broadcast_that_announces_it() {
+        let registry = Registry::default();
+        let (early, mut early_rx) = entry("early", 4);
+        registry.register(early, |last| {
+            assert!(last.is_none(), "nothing built yet");
+            Some(vec![])
+        });
+        let apk = ApkInfo {
+            path: "app-debug.apk".into(),
+            size: 3,
+            hash: "00".repeat(32),
+            version_code: None,
+            version_name: None,
+            min_sdk_version: None,
+            target_sdk_version: None,
+            application_id: None,
+        };
+        assert_eq!(registry.broadcast_build(&"complete".into(), apk.clone()), 1);
+        // A device that registers afterwards gets the build in its greeting instead.
+        let (late, mut late_rx) = entry("late", 4);
+        registry.register(late, |last| {
+            assert_eq!(last, Some(&apk));
+            Some(vec!["greeting with the build".into()])
+        });
+        assert_eq!(early_rx.try_recv().expect("broadcast").as_str(), "complete");
+        assert!(early_rx.try_recv().is_err(), "once");
+        assert_eq!(
+            late_rx.try_recv().expect("greeting").as_str(),
+            "greeting with the build"
+        );
+        assert!(late_rx.try_recv().is_err(), "once");
     }
 
     #[test]
