@@ -32,6 +32,9 @@ pub mod close {
     pub const REASON_WRONG_SESSION: &str = "wrong session — rescan QR code";
     pub const REASON_WRONG_TOKEN: &str = "wrong token — rescan QR code";
     pub const REASON_AUTH_REQUIRED: &str = "authentication required";
+    pub const REASON_TOO_BIG: &str = "message too big";
+    /// 1001 on shutdown, to every socket, authenticated or not.
+    pub const REASON_STOPPING: &str = "server stopping";
 }
 
 /// Largest message a device may send (SPEC §4); bigger ones are closed with 1009.

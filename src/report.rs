@@ -96,8 +96,6 @@ pub enum Event {
 pub struct Reporter {
     json: bool,
     show_qr: bool,
-    /// Serializes whole lines and banners so concurrent events never interleave on stdout.
-    stdout: Mutex<()>,
     /// What the terminal can show (colours, spinner); all off in `--json` mode.
     caps: Caps,
     /// The running build's spinner.
@@ -111,7 +109,6 @@ impl Reporter {
         Self {
             json,
             show_qr,
-            stdout: Mutex::new(()),
             caps: Caps::detect(json),
             progress: Mutex::new(None),
             hint: OnceLock::new(),
@@ -166,13 +163,11 @@ impl Reporter {
     pub fn device_log(&self, device: &str, log: &Value) {
         let style = Style::new(self.caps.color_stderr);
         let line = term::logline::format(log, Some(device), style);
-        let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
         term::output::print_stderr(&format!("{line}\n"));
     }
 
     fn write_stdout(&self, text: &str) {
-        let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
-        // Best effort: a closed stdout (e.g. `| head`) must not take the server down.
+        // One message to the output thread per line or banner: they never interleave.
         term::output::print_stdout(text);
     }
 }

@@ -131,7 +131,7 @@ pub fn meaning(code: u16) -> &'static str {
         close::NORMAL => "normal close",
         close::GOING_AWAY => "server stopped (or the device was silent too long)",
         close::UNSUPPORTED_DATA => "binary frames are not accepted",
-        close::MESSAGE_TOO_BIG => "message too big",
+        close::MESSAGE_TOO_BIG => close::REASON_TOO_BIG,
         close::TRY_AGAIN_LATER => "server full, or client too slow — try again later",
         close::WRONG_SESSION => close::REASON_WRONG_SESSION,
         close::WRONG_TOKEN => close::REASON_WRONG_TOKEN,

@@ -8,9 +8,6 @@ use serde_json::Value;
 use crate::protocol::{close, ClientMessage};
 use crate::session::{AuthError, SessionStore};
 
-/// Close reason sent with 1009 before authentication.
-pub const REASON_TOO_BIG: &str = "message too big";
-
 /// What an unauthenticated socket delivered first (or that nothing came in time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstFrame<'a> {
@@ -75,7 +72,7 @@ pub fn verdict(first: FirstFrame<'_>, sessions: &SessionStore) -> Verdict {
         FirstFrame::TooBig => {
             return Verdict::Reject(Rejection {
                 code: close::MESSAGE_TOO_BIG,
-                reason: REASON_TOO_BIG,
+                reason: close::REASON_TOO_BIG,
             })
         }
         FirstFrame::Binary | FirstFrame::TimedOut => return Verdict::Reject(Rejection::AUTH_REQUIRED),

@@ -89,7 +89,7 @@ async fn authenticate(
         };
         let Some(next) = next else {
             // A device still pairing when the server stops learns why, like the others (1001).
-            close_unauthenticated(ws, close::GOING_AWAY, "server stopping").await;
+            close_unauthenticated(ws, close::GOING_AWAY, close::REASON_STOPPING).await;
             return None;
         };
         let first = match &next {
@@ -206,7 +206,7 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
     if registered.is_none() {
         if inner.stopping.is_cancelled() {
             // Not a rejection: the server is stopping, as every other device is told.
-            close_unauthenticated(ws, close::GOING_AWAY, "server stopping").await;
+            close_unauthenticated(ws, close::GOING_AWAY, close::REASON_STOPPING).await;
         } else {
             reject(
                 hub,

@@ -152,7 +152,7 @@ pub async fn serve(
             }
             Step::Queued(None) => {
                 // Dropped from the registry without a request: the server is stopping.
-                close_signal.request(CloseRequest::frame(close::GOING_AWAY, "server stopping"));
+                close_signal.request(CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
             }
             Step::Queued(Some(bytes)) => {
                 // tungstenite may hold a pong or close answer; it must reach the wire first. A
@@ -322,7 +322,7 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
     match frame {
         None => Reply::Close(CloseRequest::Abort),
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-            Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, "message too big"))
+            Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, close::REASON_TOO_BIG))
         }
         Some(Err(e)) => {
             tracing::debug!(client = %info.client_id, "connection error: {e}");
