@@ -75,16 +75,9 @@ pub fn install(project_dir: &Path) -> Result<Outcome> {
     let build = std::fs::read(&build_file)
         .with_context(|| format!("could not read {}; check its permissions", build_file.display()))?;
     let appended = append_apply_line(&build, apply_line(&build_file));
-    // Check before writing anything, so a read-only build file leaves the project untouched.
-    if appended.is_some() && std::fs::metadata(&build_file).is_ok_and(|m| m.permissions().readonly()) {
-        anyhow::bail!(
-            "{} is read-only; make it writable (e.g. chmod u+w) and run init again; nothing was changed",
-            build_file.display()
-        );
-    }
-
-    // The build file is staged first (its temporary file written in `app/`), so a folder it
-    // can't be written in fails before the script exists: a failed init leaves nothing behind.
+    // The build file is staged first (refused if read-only; its temporary file written in
+    // `app/`), so a build file or folder that can't be written fails before the script exists:
+    // a failed init leaves nothing behind.
     let staged = appended
         .map(|contents| atomic::stage(&build_file, &contents, atomic::Mode::Preserve))
         .transpose()?;
