@@ -97,9 +97,12 @@ pub struct WatchSystem {
     batcher: Batcher,
 }
 
+/// A change and when notify's thread saw it.
+type Seen = (Change, Instant);
+
 /// Collects changes into batches; runs on a thread of its own.
 struct Batcher {
-    changes: std::sync::mpsc::Receiver<Change>,
+    changes: std::sync::mpsc::Receiver<Seen>,
     overflowed: Arc<AtomicBool>,
     server: Arc<Server>,
 }
@@ -120,8 +123,9 @@ impl WatchSystem {
                     return;
                 }
             };
+            let seen = Instant::now();
             for change in changes_of(&callback_root, &event) {
-                match tx.try_send(change) {
+                match tx.try_send((change, seen)) {
                     Ok(()) => {}
                     // Full: the batcher is behind. The change is not lost: the flag makes the
                     // next batch a full build, which covers every change, this one included.
@@ -178,17 +182,28 @@ impl WatchSystem {
 impl Batcher {
     /// Waits for a change, then collects until the project has been quiet for `--debounce`.
     /// `None` once the watcher is gone.
+    ///
+    /// The quiet time counts from when notify's thread saw the last change, not from when this
+    /// thread got it: waking this thread can take a large part of a millisecond on a busy or
+    /// virtual machine, and that should not be added to every build.
     fn next_batch(&self) -> Option<Batch> {
         let debounce = self.server.config.debounce;
         loop {
             let mut batch = Batch::default();
-            let first = self.changes.recv().ok()?;
+            let (first, first_seen) = self.changes.recv().ok()?;
             self.add(&mut batch, first);
-            let cap = Instant::now() + MAX_BATCH_WAIT;
+            let cap = first_seen + MAX_BATCH_WAIT;
+            let mut last_seen = first_seen;
             loop {
-                let wait = debounce.min(cap.saturating_duration_since(Instant::now()));
-                match self.changes.recv_timeout(wait) {
-                    Ok(change) => self.add(&mut batch, change),
+                let quiet_at = (last_seen + debounce).min(cap);
+                match self
+                    .changes
+                    .recv_timeout(quiet_at.saturating_duration_since(Instant::now()))
+                {
+                    Ok((change, seen)) => {
+                        self.add(&mut batch, change);
+                        last_seen = last_seen.max(seen);
+                    }
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 }
             }
@@ -339,6 +354,64 @@ mod tests {
         merged.merge(batch(&[&xml], false));
         assert_eq!(merged.files.len(), 2);
         assert!(!merged.is_kotlin_only());
+    }
+
+    /// A batcher with `debounce` whose changes come from the returned sender, as notify's
+    /// thread would send them.
+    fn batcher(debounce: Duration) -> (Batcher, std::sync::mpsc::SyncSender<Seen>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::config::Config::for_project(dir.path());
+        config.debounce = debounce;
+        let reporter = Arc::new(crate::report::Reporter::new(false, false));
+        let server = Arc::new(Server::new(Arc::new(config), 0, 0, reporter));
+        let (tx, changes) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        (
+            Batcher {
+                changes,
+                overflowed,
+                server,
+            },
+            tx,
+            dir,
+        )
+    }
+
+    #[test]
+    fn quiet_time_counts_from_when_the_change_was_seen() {
+        let debounce = Duration::from_secs(2);
+        let (batcher, tx, dir) = batcher(debounce);
+        let file = dir.path().join("A.kt");
+        // Seen a whole window ago (this thread was slow to get it): the batch is due now.
+        let long_ago = Instant::now()
+            .checked_sub(debounce)
+            .expect("the machine is up for 2 s");
+        tx.send((Change::File(file.clone()), long_ago)).expect("send");
+        let started = Instant::now();
+        let batch = batcher.next_batch().expect("a batch");
+        assert!(started.elapsed() < debounce / 2, "waited {:?}", started.elapsed());
+        assert_eq!(batch.files.into_iter().collect::<Vec<_>>(), vec![file]);
+    }
+
+    #[test]
+    fn a_later_change_restarts_the_window() {
+        let debounce = Duration::from_millis(300);
+        let (batcher, tx, dir) = batcher(debounce);
+        let long_ago = Instant::now()
+            .checked_sub(debounce * 2)
+            .expect("the machine is up for 1 s");
+        tx.send((Change::File(dir.path().join("A.kt")), long_ago))
+            .expect("send");
+        let started = Instant::now();
+        tx.send((Change::File(dir.path().join("B.kt")), started))
+            .expect("send");
+        let batch = batcher.next_batch().expect("a batch");
+        assert!(
+            started.elapsed() >= debounce,
+            "went out after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(batch.files.len(), 2);
     }
 
     #[test]
