@@ -44,18 +44,28 @@ async fn assert_no_more_builds(dev: &mut Dev) {
 #[tokio::test]
 async fn saved_strings_xml_gives_start_status_complete_with_apk_info() {
     let project = BuildProject::with_wrapper();
-    let mut dev = start(&project, &["--no-initial-build"], &[]).await;
+    // A pause mid-build, so that some task lines come after the first status interval.
+    let mut dev = start(
+        &project,
+        &["--no-initial-build"],
+        &[("FAKE_GRADLE_SLEEP", "0.6".into())],
+    )
+    .await;
     let (mut ws, _) = dev.connect().await;
     project.save(STRINGS, &strings("Saved"));
 
+    assert_eq!(recv_json(&mut ws).await["type"], "core:build-start");
+    let started_at = std::time::Instant::now();
+    let status = recv_json(&mut ws).await;
+    assert_eq!(status["type"], "core:build-status");
+    // The start already made the device redraw: the task lines printed right after it don't
+    // each send a status. (A lower bound: a slow machine only makes it later.)
+    let waited = started_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150),
+        "first status {waited:?} after the start"
+    );
     let messages = recv_until(&mut ws, "core:build-complete").await;
-    let types: Vec<&str> = messages.iter().filter_map(|m| m["type"].as_str()).collect();
-    assert_eq!(types.first(), Some(&"core:build-start"), "{types:?}");
-    assert!(types.contains(&"core:build-status"), "{types:?}");
-    let status = messages
-        .iter()
-        .find(|m| m["type"] == "core:build-status")
-        .expect("status");
     assert_eq!(status["sessionId"], dev.ready.session_id.as_str());
     assert!(status["status"]["message"]
         .as_str()

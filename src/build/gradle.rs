@@ -124,7 +124,7 @@ pub async fn run(
     tracing::info!("building: {}", command.describe());
 
     let mut progress = Progress::default();
-    let mut throttle = Throttle::default();
+    let mut throttle = Throttle::since(started);
     let on_line = |line: &str| {
         tracing::debug!(target: "jetstart::build::output", "{line}");
         let Some(task) = task_name(line) else { return };

@@ -71,6 +71,14 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// A throttle for a build announced at `start`: `core:build-start` already made every
+    /// device redraw, so the first status waits its turn like any other. (Otherwise the first
+    /// task line, printed within milliseconds, doubles the writes to every device just while
+    /// the start is going out, and tells them nothing new.)
+    pub fn since(start: Instant) -> Self {
+        Self { last: Some(start) }
+    }
+
     /// True if a status may be sent at `now` (and records that it was).
     pub fn ready(&mut self, now: Instant) -> bool {
         match self.last {
@@ -127,6 +135,15 @@ mod tests {
             p.advance(BuildPhase::Packaging);
         }
         assert_eq!(p.advance(BuildPhase::Signing), 99);
+    }
+
+    #[test]
+    fn the_first_status_waits_an_interval_after_the_start() {
+        let start = Instant::now();
+        let mut t = Throttle::since(start);
+        assert!(!t.ready(start + Duration::from_millis(5)));
+        assert!(t.ready(start + STATUS_INTERVAL));
+        assert!(!t.ready(start + STATUS_INTERVAL + Duration::from_millis(5)));
     }
 
     #[test]
