@@ -11,10 +11,10 @@
 //! its next tick. Blanking uses spaces, not escape codes, so `NO_COLOR` output stays plain.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, SendError, Sender};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Output waiting for the terminal or the reader of a pipe. Far more than a burst of device
 /// logs needs; a reader stalled for longer loses lines (counted), never the server.
@@ -31,12 +31,16 @@ enum Out {
 
 /// Lines dropped because the queue was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Output queued and not yet written. The bound is kept by counting, not by a bounded channel:
+/// that one allocates and touches all [`QUEUE`] slots up front (an idle server's resident memory
+/// measured 7.4-7.7 MB with it, 6.7 MB without); this one grows only with what is waiting.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
-fn queue() -> Option<&'static SyncSender<Out>> {
-    static QUEUE_TX: OnceLock<Option<SyncSender<Out>>> = OnceLock::new();
+fn queue() -> Option<&'static Sender<Out>> {
+    static QUEUE_TX: OnceLock<Option<Sender<Out>>> = OnceLock::new();
     QUEUE_TX
         .get_or_init(|| {
-            let (tx, rx) = sync_channel(QUEUE);
+            let (tx, rx) = channel();
             std::thread::Builder::new()
                 .name("output".into())
                 .spawn(move || write_all(&rx))
@@ -51,22 +55,37 @@ fn send(out: Out) {
         write_now(out); // no thread to be had: write from here, as before
         return;
     };
-    match tx.try_send(out) {
-        Ok(()) => {}
+    if !reserve(&QUEUED) {
         // The live line is redrawn on the next tick anyway; only real output counts as lost.
-        Err(TrySendError::Full(Out::Live(_) | Out::ClearLive)) => {}
-        Err(TrySendError::Full(_)) => {
+        if !matches!(out, Out::Live(_) | Out::ClearLive) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        Err(TrySendError::Disconnected(out)) => write_now(out),
+        return;
     }
+    if let Err(SendError(out)) = tx.send(out) {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+        write_now(out);
+    }
+}
+
+/// Takes a place in the queue counted by `queued`; false if all [`QUEUE`] places are taken.
+fn reserve(queued: &AtomicUsize) -> bool {
+    if queued.fetch_add(1, Ordering::Relaxed) < QUEUE {
+        return true;
+    }
+    queued.fetch_sub(1, Ordering::Relaxed);
+    false
 }
 
 /// The writer thread's whole life.
 fn write_all(rx: &Receiver<Out>) {
     let mut width = 0;
     while let Ok(out) = rx.recv() {
+        let counted = !matches!(out, Out::Flush(_));
         write_one(out, &mut width);
+        if counted {
+            QUEUED.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -143,21 +162,11 @@ pub fn clear_live() {
 /// Waits (at most `limit`) until everything printed so far is written: before the process exits.
 pub fn flush(limit: Duration) {
     let Some(tx) = queue() else { return };
-    let deadline = Instant::now() + limit;
-    let (done, written) = std::sync::mpsc::channel();
-    let mut request = Out::Flush(done);
-    loop {
-        match tx.try_send(request) {
-            Ok(()) => break,
-            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                request = back;
-                // The queue is draining into a slow terminal; nothing to wake us when it has room.
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(_) => return,
-        }
+    let (done, written) = channel();
+    // Not counted against the bound: it must get in behind a full queue.
+    if tx.send(Out::Flush(done)).is_ok() {
+        let _ = written.recv_timeout(limit);
     }
-    let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
 }
 
 /// A stderr writer for `tracing_subscriber` that goes through the writer thread.
@@ -187,7 +196,19 @@ impl Write for Stderr {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
+
+    #[test]
+    fn the_queue_holds_at_most_its_bound() {
+        let queued = AtomicUsize::new(0);
+        assert!((0..QUEUE).all(|_| reserve(&queued)));
+        assert!(!reserve(&queued), "one more than the bound");
+        assert_eq!(queued.load(Ordering::Relaxed), QUEUE, "a refusal takes no place");
+        queued.fetch_sub(1, Ordering::Relaxed); // the writer wrote one
+        assert!(reserve(&queued));
+    }
 
     #[test]
     fn flush_returns_once_earlier_output_is_written() {
