@@ -13,6 +13,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bounded;
 use crate::server::Server;
 
 /// Folders never watched for changes, wherever they are (build outputs, tool state, VCS).
@@ -102,7 +103,7 @@ type Seen = (Change, Instant);
 
 /// Collects changes into batches; runs on a thread of its own.
 struct Batcher {
-    changes: std::sync::mpsc::Receiver<Seen>,
+    changes: bounded::Receiver<Seen>,
     overflowed: Arc<AtomicBool>,
     server: Arc<Server>,
 }
@@ -111,7 +112,7 @@ impl WatchSystem {
     /// Starts watching the project recursively. Errors say what to do (inotify limit).
     pub fn new(server: Arc<Server>) -> Result<Self> {
         let root = server.config.project_dir.clone();
-        let (tx, changes) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+        let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
         let callback_root = root.clone();
@@ -358,13 +359,13 @@ mod tests {
 
     /// A batcher with `debounce` whose changes come from the returned sender, as notify's
     /// thread would send them.
-    fn batcher(debounce: Duration) -> (Batcher, std::sync::mpsc::SyncSender<Seen>, tempfile::TempDir) {
+    fn batcher(debounce: Duration) -> (Batcher, bounded::Sender<Seen>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = crate::config::Config::for_project(dir.path());
         config.debounce = debounce;
         let reporter = Arc::new(crate::report::Reporter::new(false, false));
         let server = Arc::new(Server::new(Arc::new(config), 0, 0, reporter));
-        let (tx, changes) = std::sync::mpsc::sync_channel(CHANNEL_CAPACITY);
+        let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         (
             Batcher {
@@ -386,7 +387,7 @@ mod tests {
         let long_ago = Instant::now()
             .checked_sub(debounce)
             .expect("the machine is up for 2 s");
-        tx.send((Change::File(file.clone()), long_ago)).expect("send");
+        tx.try_send((Change::File(file.clone()), long_ago)).expect("send");
         let started = Instant::now();
         let batch = batcher.next_batch().expect("a batch");
         assert!(started.elapsed() < debounce / 2, "waited {:?}", started.elapsed());
@@ -400,10 +401,10 @@ mod tests {
         let long_ago = Instant::now()
             .checked_sub(debounce * 2)
             .expect("the machine is up for 1 s");
-        tx.send((Change::File(dir.path().join("A.kt")), long_ago))
+        tx.try_send((Change::File(dir.path().join("A.kt")), long_ago))
             .expect("send");
         let started = Instant::now();
-        tx.send((Change::File(dir.path().join("B.kt")), started))
+        tx.try_send((Change::File(dir.path().join("B.kt")), started))
             .expect("send");
         let batch = batcher.next_batch().expect("a batch");
         assert!(

@@ -11,10 +11,12 @@
 //! its next tick. Blanking uses spaces, not escape codes, so `NO_COLOR` output stays plain.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, SendError, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::bounded;
 
 /// Output waiting for the terminal or the reader of a pipe. Far more than a burst of device
 /// logs needs; a reader stalled for longer loses lines (counted), never the server.
@@ -31,16 +33,12 @@ enum Out {
 
 /// Lines dropped because the queue was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
-/// Output queued and not yet written. The bound is kept by counting, not by a bounded channel:
-/// that one allocates and touches all [`QUEUE`] slots up front (an idle server's resident memory
-/// measured 7.4-7.7 MB with it, 6.7 MB without); this one grows only with what is waiting.
-static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
-fn queue() -> Option<&'static Sender<Out>> {
-    static QUEUE_TX: OnceLock<Option<Sender<Out>>> = OnceLock::new();
+fn queue() -> Option<&'static bounded::Sender<Out>> {
+    static QUEUE_TX: OnceLock<Option<bounded::Sender<Out>>> = OnceLock::new();
     QUEUE_TX
         .get_or_init(|| {
-            let (tx, rx) = channel();
+            let (tx, rx) = bounded::channel(QUEUE);
             std::thread::Builder::new()
                 .name("output".into())
                 .spawn(move || write_all(&rx))
@@ -55,37 +53,22 @@ fn send(out: Out) {
         write_now(out); // no thread to be had: write from here, as before
         return;
     };
-    if !reserve(&QUEUED) {
+    match tx.try_send(out) {
+        Ok(()) => {}
         // The live line is redrawn on the next tick anyway; only real output counts as lost.
-        if !matches!(out, Out::Live(_) | Out::ClearLive) {
+        Err(TrySendError::Full(Out::Live(_) | Out::ClearLive)) => {}
+        Err(TrySendError::Full(_)) => {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        return;
+        Err(TrySendError::Disconnected(out)) => write_now(out),
     }
-    if let Err(SendError(out)) = tx.send(out) {
-        QUEUED.fetch_sub(1, Ordering::Relaxed);
-        write_now(out);
-    }
-}
-
-/// Takes a place in the queue counted by `queued`; false if all [`QUEUE`] places are taken.
-fn reserve(queued: &AtomicUsize) -> bool {
-    if queued.fetch_add(1, Ordering::Relaxed) < QUEUE {
-        return true;
-    }
-    queued.fetch_sub(1, Ordering::Relaxed);
-    false
 }
 
 /// The writer thread's whole life.
-fn write_all(rx: &Receiver<Out>) {
+fn write_all(rx: &bounded::Receiver<Out>) {
     let mut width = 0;
     while let Ok(out) = rx.recv() {
-        let counted = !matches!(out, Out::Flush(_));
         write_one(out, &mut width);
-        if counted {
-            QUEUED.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -162,9 +145,8 @@ pub fn clear_live() {
 /// Waits (at most `limit`) until everything printed so far is written: before the process exits.
 pub fn flush(limit: Duration) {
     let Some(tx) = queue() else { return };
-    let (done, written) = channel();
-    // Not counted against the bound: it must get in behind a full queue.
-    if tx.send(Out::Flush(done)).is_ok() {
+    let (done, written) = std::sync::mpsc::channel();
+    if tx.send_past_bound(Out::Flush(done)).is_ok() {
         let _ = written.recv_timeout(limit);
     }
 }
@@ -199,16 +181,6 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-
-    #[test]
-    fn the_queue_holds_at_most_its_bound() {
-        let queued = AtomicUsize::new(0);
-        assert!((0..QUEUE).all(|_| reserve(&queued)));
-        assert!(!reserve(&queued), "one more than the bound");
-        assert_eq!(queued.load(Ordering::Relaxed), QUEUE, "a refusal takes no place");
-        queued.fetch_sub(1, Ordering::Relaxed); // the writer wrote one
-        assert!(reserve(&queued));
-    }
 
     #[test]
     fn flush_returns_once_earlier_output_is_written() {
