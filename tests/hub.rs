@@ -402,6 +402,52 @@ async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
     );
 }
 
+/// Pongs come from tungstenite, broadcasts are written around it as raw frames (and skip
+/// flushing tungstenite when it holds nothing): every pong must still go out, in order, and
+/// no frame may cut into another.
+#[tokio::test]
+async fn pongs_and_broadcasts_interleave_without_corrupting_the_stream() {
+    let (_p, dev) = start(&[]).await;
+    let (ws, _) = dev.connect().await;
+    const COUNT: usize = 200;
+    let (mut sink, mut rx) = ws.split();
+    // Each ping is answered by tungstenite, each log comes back as a broadcast: all in one write.
+    for i in 0..COUNT {
+        sink.feed(Message::Ping(format!("ping {i}").into_bytes().into()))
+            .await
+            .expect("feed ping");
+        let message = log_message("Interleave", "info", &format!("line {i}"));
+        sink.feed(Message::text(message.to_string()))
+            .await
+            .expect("feed log");
+    }
+    sink.flush().await.expect("one write");
+    let (pongs, logs) = within("every pong and every log", async {
+        let (mut pongs, mut logs) = (Vec::new(), Vec::new());
+        while pongs.len() < COUNT || logs.len() < COUNT {
+            match rx.next().await {
+                Some(Ok(Message::Pong(data))) => pongs.push(String::from_utf8_lossy(&data).into_owned()),
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("every text frame is whole JSON");
+                    if value["type"] == "core:log" {
+                        logs.push(value["log"]["message"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!(
+                    "stream broken after {} pongs and {} logs: {other:?}",
+                    pongs.len(),
+                    logs.len()
+                ),
+            }
+        }
+        (pongs, logs)
+    })
+    .await;
+    assert_eq!(pongs, (0..COUNT).map(|i| format!("ping {i}")).collect::<Vec<_>>());
+    assert_eq!(logs, (0..COUNT).map(|i| format!("line {i}")).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn every_device_logging_at_once_closes_none() {
     let (_p, mut dev) = start(&["--max-clients", "100"]).await;

@@ -110,6 +110,10 @@ pub async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut relay: Option<PendingRelay> = None;
+    // False while tungstenite may hold bytes of its own (a pong, the answer to a close): every
+    // frame read may queue one, every completed flush sends them. Raw frames must wait for
+    // those, but the flush is only needed then: a broadcast to a thousand devices skips it.
+    let mut tungstenite_clean = false;
 
     while !closing.is_terminated() {
         // Writes come first: the device's own queue drains before more of its frames are read,
@@ -138,15 +142,18 @@ pub async fn serve(
         };
         match step {
             Step::Close => break,
-            Step::Frame(frame) => match on_frame(hub, info, frame) {
-                Reply::Nothing => {}
-                Reply::Close(request) => {
-                    close_signal.request(request);
+            Step::Frame(frame) => {
+                tungstenite_clean = false;
+                match on_frame(hub, info, frame) {
+                    Reply::Nothing => {}
+                    Reply::Close(request) => {
+                        close_signal.request(request);
+                    }
+                    Reply::Relay(bytes) => {
+                        relay = try_relay(hub, info, PendingRelay::new(bytes));
+                    }
                 }
-                Reply::Relay(bytes) => {
-                    relay = try_relay(hub, info, PendingRelay::new(bytes));
-                }
-            },
+            }
             Step::RetryRelay => {
                 relay = relay.and_then(|pending| try_relay(hub, info, pending));
             }
@@ -157,10 +164,15 @@ pub async fn serve(
             Step::Queued(Some(bytes)) => {
                 // tungstenite may hold a pong or close answer; it must reach the wire first. A
                 // device that takes nothing for the client timeout is gone (as for raw writes).
-                let flushed = timeout(settings.client_timeout, flush_tungstenite(ws, closing.as_mut())).await;
-                if !matches!(flushed, Ok(Ok(()))) {
-                    close_signal.request(CloseRequest::Abort);
-                    continue;
+                if !tungstenite_clean {
+                    let flushed =
+                        timeout(settings.client_timeout, flush_tungstenite(ws, closing.as_mut())).await;
+                    if !matches!(flushed, Ok(Ok(()))) {
+                        close_signal.request(CloseRequest::Abort);
+                        continue;
+                    }
+                    // A close request cuts the flush short; then `finish` flushes.
+                    tungstenite_clean = !closing.is_terminated();
                 }
                 let frame = RawFrame::text(bytes.into());
                 in_flight = if closing.is_terminated() {
