@@ -196,6 +196,9 @@ impl Batcher {
             let cap = first_seen + MAX_BATCH_WAIT;
             let mut last_seen = first_seen;
             loop {
+                if Instant::now() >= cap {
+                    break; // what is still queued makes the next batch
+                }
                 let quiet_at = (last_seen + debounce).min(cap);
                 match self
                     .changes
@@ -400,7 +403,7 @@ mod tests {
         let (batcher, tx, dir) = batcher(debounce);
         let long_ago = Instant::now()
             .checked_sub(debounce * 2)
-            .expect("the machine is up for 1 s");
+            .expect("the machine is up for 0.6 s");
         tx.try_send((Change::File(dir.path().join("A.kt")), long_ago))
             .expect("send");
         let started = Instant::now();
@@ -413,6 +416,22 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(batch.files.len(), 2);
+    }
+
+    #[test]
+    fn past_the_cap_a_batch_takes_no_more_changes() {
+        let (batcher, tx, dir) = batcher(Duration::from_millis(300));
+        let (a, b) = (dir.path().join("A.kt"), dir.path().join("B.kt"));
+        let long_ago = Instant::now()
+            .checked_sub(MAX_BATCH_WAIT * 2)
+            .expect("the machine is up for 4 s");
+        tx.try_send((Change::File(a.clone()), long_ago)).expect("send");
+        tx.try_send((Change::File(b.clone()), Instant::now()))
+            .expect("send");
+        let first = batcher.next_batch().expect("a batch");
+        assert_eq!(first.files.into_iter().collect::<Vec<_>>(), vec![a]);
+        let second = batcher.next_batch().expect("the rest");
+        assert_eq!(second.files.into_iter().collect::<Vec<_>>(), vec![b]);
     }
 
     #[test]

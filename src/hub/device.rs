@@ -199,10 +199,12 @@ pub async fn serve(
                 if silent >= settings.client_timeout {
                     tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
                     close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
-                } else if timeout(CLOSE_WRITE_TIMEOUT, ws.send(Message::Ping(Default::default())))
-                    .await
-                    .is_err()
-                {
+                } else if !matches!(
+                    timeout(CLOSE_WRITE_TIMEOUT, ws.send(Message::Ping(Default::default()))).await,
+                    Ok(Ok(()))
+                ) {
+                    // Timed out or failed: the ping may be half-written, so nothing else may
+                    // follow it on this connection.
                     close_signal.request(CloseRequest::Abort);
                 }
             }
