@@ -351,6 +351,15 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_others_get_everything
 
 /// Reads until `count` `core:log` messages arrived and returns their texts in arrival order;
 /// panics if the connection ends first.
+/// Asserts that no device was disconnected so far.
+fn assert_none_closed(dev: &mut Dev) {
+    let events = dev.drain_events();
+    assert!(
+        events.iter().all(|e| e["event"] != "client-disconnected"),
+        "a healthy device was closed: {events:?}"
+    );
+}
+
 async fn expect_logs<S>(ws: &mut S, count: usize) -> Vec<String>
 where
     S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
@@ -395,11 +404,7 @@ async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
     let sent: Vec<String> = (0..COUNT).map(|i| format!("line {i}")).collect();
     assert_eq!(at_sender, sent, "in the order sent, at the sender");
     assert_eq!(at_reader, sent, "in the order sent, at the other device");
-    let events = dev.drain_events();
-    assert!(
-        events.iter().all(|e| e["event"] != "client-disconnected"),
-        "a healthy device was closed: {events:?}"
-    );
+    assert_none_closed(&mut dev);
 }
 
 /// Broadcasts are written as raw frames, pongs by tungstenite. A device that stops reading (its
@@ -418,20 +423,16 @@ async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards(
         .parse()
         .expect("address");
     let stream = within("connect", socket.connect(addr)).await.expect("connect");
-    let (mut slow, _) = within("upgrade", tokio_tungstenite::client_async(dev.ws_url(), stream))
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut slow, _) = within("upgrade", tokio_tungstenite::client_async(dev.ws_url(), plain))
         .await
         .expect("upgrade");
-    let hello = connect_message(&dev.ready.session_id, &dev.ready.token);
-    within("send", slow.send(Message::text(hello.to_string())))
-        .await
-        .expect("send");
-    loop {
-        match within("core:connected", slow.next()).await {
-            Some(Ok(Message::Text(text))) if text.contains("core:connected") => break,
-            Some(Ok(_)) => {}
-            other => panic!("not connected: {other:?}"),
-        }
-    }
+    send_json(
+        &mut slow,
+        &connect_message(&dev.ready.session_id, &dev.ready.token),
+    )
+    .await;
+    recv_type(&mut slow, "core:connected").await;
     let (mut logger, _) = dev.connect().await;
 
     // Broadcasts reach every device's queue at once: once the logger has its own back, the slow
@@ -513,11 +514,7 @@ async fn every_device_logging_at_once_closes_none() {
         (sink, stream) // still connected while the events are checked
     });
     let _devices = within("every log at every device", futures_util::future::join_all(runs)).await;
-    let events = dev.drain_events();
-    assert!(
-        events.iter().all(|e| e["event"] != "client-disconnected"),
-        "a healthy device was closed: {events:?}"
-    );
+    assert_none_closed(&mut dev);
 }
 
 #[tokio::test]
