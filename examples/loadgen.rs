@@ -32,6 +32,12 @@ const WAIT: Duration = Duration::from_secs(60);
 const DEBOUNCE: Duration = Duration::from_millis(10);
 /// Pause before each fan-out round, so that it starts on a quiet machine.
 const SETTLE: Duration = Duration::from_millis(200);
+/// How long the stand-in Gradle build takes. Without a pause it finishes in a few milliseconds:
+/// its packaging processes and the `core:build-complete` to every device would then run while the
+/// `core:build-start` being timed is still going out, which no real build (seconds) does. With
+/// 1000 devices that race added ~2 ms to the figure (BENCHMARKS.md); `--build-time 0s` brings it
+/// back.
+const BUILD_TIME: &str = "200ms";
 
 #[derive(Parser)]
 #[command(about = "Load generator for jetstart-rs (see BENCHMARKS.md)")]
@@ -77,6 +83,9 @@ enum Cmd {
         dex_size: usize,
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// How long each stand-in Gradle build takes (full builds only).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = BUILD_TIME)]
+        build_time: Duration,
     },
     /// Every figure of BENCHMARKS.md.
     All {
@@ -120,11 +129,17 @@ async fn main() -> Result<()> {
             hot,
             dex_size,
             rounds,
+            build_time,
         } => {
-            let (first, last) = fanout(&server, clients, hot, dex_size, rounds).await?;
+            let builds = if hot {
+                Builds::Hot { dex_size }
+            } else {
+                Builds::Full { build_time }
+            };
+            let (first, last) = fanout(&server, clients, builds, rounds).await?;
             println!(
                 "fanout {clients} devices ({}): first {first:.2} ms, last {last:.2} ms",
-                kind(hot, dex_size)
+                builds.kind()
             );
         }
         Cmd::All { quick } => all(&server, quick, runs).await?,
@@ -132,11 +147,32 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn kind(hot: bool, dex_size: usize) -> String {
-    if hot {
-        format!("dex-reload, {dex_size} B dex")
-    } else {
-        "build-start".to_owned()
+/// What a save makes the server do.
+#[derive(Clone, Copy)]
+enum Builds {
+    /// A full build with the stand-in Gradle, taking this long.
+    Full { build_time: Duration },
+    /// A DEX hot reload with the stand-in `kotlinc` and `d8`, the dex this big.
+    Hot { dex_size: usize },
+}
+
+impl Builds {
+    /// For figures that never save.
+    fn idle() -> Self {
+        Self::Full {
+            build_time: Duration::ZERO,
+        }
+    }
+
+    fn is_hot(self) -> bool {
+        matches!(self, Self::Hot { .. })
+    }
+
+    fn kind(self) -> String {
+        match self {
+            Self::Hot { dex_size } => format!("dex-reload, {dex_size} B dex"),
+            Self::Full { .. } => "build-start".to_owned(),
+        }
     }
 }
 
@@ -199,7 +235,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(binary: &Path, hot: Option<usize>) -> Result<Self> {
+    async fn start(binary: &Path, builds: Builds) -> Result<Self> {
         let project = tempfile::Builder::new().prefix("loadgen-").tempdir()?;
         write_project(project.path())?;
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -224,12 +260,13 @@ impl Server {
             .arg("--build-cmd")
             .arg(fixtures.join("gradlew"))
             .env_remove("RUST_LOG")
+            .env_remove("FAKE_GRADLE_SLEEP")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let tools = match hot {
-            Some(dex_size) => {
+        let tools = match builds {
+            Builds::Hot { dex_size } => {
                 let tools = toolchain(&fixtures)?;
                 let path = format!(
                     "{}:{}",
@@ -241,8 +278,11 @@ impl Server {
                     .env("FAKE_DEX_SIZE", dex_size.to_string());
                 Some(tools)
             }
-            None => {
+            Builds::Full { build_time } => {
                 cmd.arg("--no-hot-reload");
+                if !build_time.is_zero() {
+                    cmd.env("FAKE_GRADLE_SLEEP", format!("{:.3}", build_time.as_secs_f64()));
+                }
                 None
             }
         };
@@ -404,7 +444,7 @@ async fn startup(binary: &Path) -> Result<f64> {
 }
 
 async fn rss(binary: &Path, clients: usize) -> Result<(f64, f64)> {
-    let server = Server::start(binary, None).await?;
+    let server = Server::start(binary, Builds::idle()).await?;
     tokio::time::sleep(Duration::from_millis(300)).await; // let start-up allocations settle
     let idle = server.rss_mb()?;
     let devices = connect_all(&server, clients, SMALL_READS).await?;
@@ -431,7 +471,7 @@ async fn connect_all(server: &Server, clients: usize, read_buffer: usize) -> Res
 }
 
 async fn connect_many(binary: &Path, clients: usize) -> Result<f64> {
-    let server = Server::start(binary, None).await?;
+    let server = Server::start(binary, Builds::idle()).await?;
     let started = Instant::now();
     let devices = connect_all(&server, clients, SMALL_READS).await?;
     let elapsed = started.elapsed();
@@ -441,7 +481,7 @@ async fn connect_many(binary: &Path, clients: usize) -> Result<f64> {
 
 /// Sequential connect + authenticate round trips: (p50, p90, p99) in µs.
 async fn auth(binary: &Path, count: usize) -> Result<(f64, f64, f64)> {
-    let server = Server::start(binary, None).await?;
+    let server = Server::start(binary, Builds::idle()).await?;
     let url = server.url();
     // Warm-up: first connections pay for lazy initialization on both sides.
     for n in 0..20.min(count) {
@@ -478,14 +518,9 @@ struct Arrival {
 
 /// Returns (first, last) device latency in ms, medians over rounds, minus the debounce window
 /// (and, for hot reloads, minus the time kotlinc and d8 took, as reported by the server).
-async fn fanout(
-    binary: &Path,
-    clients: usize,
-    hot: bool,
-    dex_size: usize,
-    rounds: usize,
-) -> Result<(f64, f64)> {
-    let mut server = Server::start(binary, hot.then_some(dex_size)).await?;
+async fn fanout(binary: &Path, clients: usize, builds: Builds, rounds: usize) -> Result<(f64, f64)> {
+    let hot = builds.is_hot();
+    let mut server = Server::start(binary, builds).await?;
     let devices = connect_all(&server, clients, if hot { LARGE_READS } else { SMALL_READS }).await?;
     // The message timed, and the one that ends a round at a device.
     let (marker, last_of_round) = if hot {
@@ -621,20 +656,24 @@ async fn all(binary: &Path, quick: bool, runs: usize) -> Result<()> {
         "| connect + authenticate {} devices concurrently | {connect:.0} ms |",
         scale(1000)
     );
-    for (clients, hot) in [
-        (scale(1000), false),
-        (scale(100), false),
-        (scale(500), true),
-        (scale(1000), true),
+    let full = Builds::Full {
+        build_time: humantime::parse_duration(BUILD_TIME)?,
+    };
+    let hot = Builds::Hot { dex_size: dex };
+    for (clients, builds) in [
+        (scale(1000), full),
+        (scale(100), full),
+        (scale(500), hot),
+        (scale(1000), hot),
     ] {
         let mut lasts = Vec::new();
         for _ in 0..runs {
-            lasts.push(fanout(binary, clients, hot, dex, 3).await?.1);
+            lasts.push(fanout(binary, clients, builds, 3).await?.1);
             pause(quick).await;
         }
         println!(
             "| {} → last of {clients} devices | {:.2} ms |",
-            kind(hot, dex),
+            builds.kind(),
             median(&mut lasts)
         );
     }
