@@ -1,19 +1,21 @@
 //! The full build: `--build-cmd`, `./gradlew` or `gradle`, streamed into `core:build-status`
 //! and ending in `core:build-complete` (the APK published for `/download`) or `core:build-error`.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::process::Command;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::apk;
 use super::process::{self, Exit, Tail};
-use super::progress::{phase_of, task_name, Progress, Throttle};
+use super::progress::{phase_of, task_name, Pacer, Progress};
 use crate::config::Config;
 use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
 use crate::report::{BuildKind, Event};
@@ -124,27 +126,37 @@ pub async fn run(
     tracing::info!("building: {}", command.describe());
 
     let mut progress = Progress::default();
-    let mut throttle = Throttle::since(started);
+    let pacer = Mutex::new(Pacer::since(started));
+    let kept = Notify::new();
+    let send = |status: BuildStatus| {
+        let task = task_name(&status.message).unwrap_or(&status.message);
+        tracing::info!("{:>3}% {task}", status.progress);
+        server.hub.broadcast(&CoreMessage::BuildStatus {
+            session_id: server.hub.session().id.clone(),
+            status,
+        });
+    };
     let on_line = |line: &str| {
         tracing::debug!(target: "jetstart::build::output", "{line}");
         let Some(task) = task_name(line) else { return };
         let phase = phase_of(task);
-        let percent = progress.advance(phase);
-        if throttle.ready(Instant::now()) {
-            tracing::info!("{percent:>3}% {task}");
-            server.hub.broadcast(&CoreMessage::BuildStatus {
-                session_id: server.hub.session().id.clone(),
-                status: BuildStatus {
-                    phase,
-                    progress: percent,
-                    message: line.trim().to_owned(),
-                    timestamp: unix_ms(),
-                },
-            });
+        let status = BuildStatus {
+            phase,
+            progress: progress.advance(phase),
+            message: line.trim().to_owned(),
+            timestamp: unix_ms(),
+        };
+        let ready = lock(&pacer).offer(Instant::now(), status);
+        match ready {
+            Some(status) => send(status),
+            None => kept.notify_one(),
         }
     };
     let deadline = started + config.build_timeout;
-    let finished = process::run(command.command(project), deadline, cancel, on_line).await;
+    let finished = tokio::select! {
+        finished = process::run(command.command(project), deadline, cancel, on_line) => finished,
+        never = send_kept(&pacer, &kept, send) => match never {},
+    };
     let elapsed = started.elapsed();
 
     let done = match finished {
@@ -186,6 +198,30 @@ pub async fn run(
             false
         }
     }
+}
+
+/// Sends the status the pacer kept once its interval is over; runs until dropped with the build.
+async fn send_kept(
+    pacer: &Mutex<Pacer<BuildStatus>>,
+    kept: &Notify,
+    send: impl Fn(BuildStatus),
+) -> Infallible {
+    loop {
+        let due = lock(pacer).due();
+        match due {
+            Some(due) => tokio::time::sleep_until(due).await,
+            None => kept.notified().await,
+        }
+        let status = lock(pacer).take_due(Instant::now());
+        if let Some(status) = status {
+            send(status);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The pacer is consistent after any call: a panic elsewhere leaves nothing half-done.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// After a successful build: finds the APK, publishes it, tells devices.

@@ -64,30 +64,54 @@ impl Progress {
     }
 }
 
-/// Lets at most one status through per [`STATUS_INTERVAL`].
-#[derive(Debug, Default)]
-pub struct Throttle {
-    last: Option<Instant>,
+/// Paces statuses for devices: at most one per [`STATUS_INTERVAL`], and the last one that had to
+/// wait goes out when its interval ends. Gradle prints a burst of up-to-date task lines, then is
+/// silent for the seconds a compile takes: dropping the burst would leave phones showing an older
+/// task all that time instead of the one running.
+#[derive(Debug)]
+pub struct Pacer<T> {
+    last: Instant,
+    waiting: Option<T>,
 }
 
-impl Throttle {
-    /// A throttle for a build announced at `start`: `core:build-start` already made every
-    /// device redraw, so the first status waits its turn like any other. (Otherwise the first
-    /// task line, printed within milliseconds, doubles the writes to every device just while
-    /// the start is going out, and tells them nothing new.)
+impl<T> Pacer<T> {
+    /// A pacer for a build announced at `start`: `core:build-start` already made every device
+    /// redraw, so the first status waits its turn like any other. (Otherwise the first task
+    /// line, printed within milliseconds, doubles the writes to every device just while the
+    /// start is going out, and tells them nothing new.)
     pub fn since(start: Instant) -> Self {
-        Self { last: Some(start) }
+        Self {
+            last: start,
+            waiting: None,
+        }
     }
 
-    /// True if a status may be sent at `now` (and records that it was).
-    pub fn ready(&mut self, now: Instant) -> bool {
-        match self.last {
-            Some(last) if now.duration_since(last) < STATUS_INTERVAL => false,
-            _ => {
-                self.last = Some(now);
-                true
-            }
+    /// Offers the newest status at `now`: returns it if it may go out now; otherwise keeps it,
+    /// in place of any older one, until [`Pacer::due`].
+    pub fn offer(&mut self, now: Instant, status: T) -> Option<T> {
+        if now.duration_since(self.last) >= STATUS_INTERVAL {
+            self.last = now;
+            self.waiting = None;
+            Some(status)
+        } else {
+            self.waiting = Some(status);
+            None
         }
+    }
+
+    /// When the kept status may go out, if one is kept.
+    pub fn due(&self) -> Option<Instant> {
+        self.waiting.as_ref().map(|_| self.last + STATUS_INTERVAL)
+    }
+
+    /// The kept status, if it may go out at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Option<T> {
+        let due = self.due()?;
+        if now < due {
+            return None;
+        }
+        self.last = now;
+        self.waiting.take()
     }
 }
 
@@ -140,18 +164,48 @@ mod tests {
     #[test]
     fn the_first_status_waits_an_interval_after_the_start() {
         let start = Instant::now();
-        let mut t = Throttle::since(start);
-        assert!(!t.ready(start + Duration::from_millis(5)));
-        assert!(t.ready(start + STATUS_INTERVAL));
-        assert!(!t.ready(start + STATUS_INTERVAL + Duration::from_millis(5)));
+        let mut pacer = Pacer::since(start);
+        assert_eq!(pacer.offer(start + ms(5), "preBuild"), None);
+        assert_eq!(pacer.offer(start + STATUS_INTERVAL, "compile"), Some("compile"));
+        assert_eq!(pacer.offer(start + STATUS_INTERVAL + ms(5), "dex"), None);
     }
 
     #[test]
-    fn throttle_lets_a_few_per_second_through() {
+    fn at_most_one_status_goes_out_per_interval() {
         let start = Instant::now();
-        let mut t = Throttle::default();
-        assert!(t.ready(start));
-        assert!(!t.ready(start + Duration::from_millis(100)));
-        assert!(t.ready(start + STATUS_INTERVAL));
+        let mut pacer = Pacer::since(start - STATUS_INTERVAL);
+        assert_eq!(pacer.offer(start, 1), Some(1));
+        assert_eq!(pacer.offer(start + ms(100), 2), None);
+        assert_eq!(pacer.take_due(start + ms(200)), None, "not yet due");
+        assert_eq!(pacer.offer(start + STATUS_INTERVAL, 3), Some(3));
+        assert_eq!(pacer.due(), None, "the newer status replaced the one kept");
+    }
+
+    #[test]
+    fn the_last_status_of_a_burst_goes_out_when_its_interval_ends() {
+        let start = Instant::now();
+        let mut pacer = Pacer::since(start);
+        for (i, task) in ["preBuild", "mergeDebugResources", "compileDebugKotlin"]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(pacer.offer(start + ms(i as u64), task), None);
+        }
+        assert_eq!(pacer.due(), Some(start + STATUS_INTERVAL));
+        assert_eq!(
+            pacer.take_due(start + STATUS_INTERVAL),
+            Some("compileDebugKotlin")
+        );
+        assert_eq!(pacer.due(), None, "sent once");
+        // The send starts the next interval.
+        assert_eq!(
+            pacer.offer(start + STATUS_INTERVAL + ms(100), "dexBuilderDebug"),
+            None
+        );
+        assert_eq!(pacer.due(), Some(start + STATUS_INTERVAL * 2));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 }
