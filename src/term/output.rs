@@ -41,7 +41,10 @@ fn queue() -> Option<&'static bounded::Sender<Out>> {
             let (tx, rx) = bounded::channel(QUEUE);
             std::thread::Builder::new()
                 .name("output".into())
-                .spawn(move || write_all(&rx))
+                .spawn(move || {
+                    never_preempt();
+                    write_all(&rx);
+                })
                 .ok()
                 .map(|_| tx)
         })
@@ -61,6 +64,27 @@ fn send(out: Out) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
         Err(TrySendError::Disconnected(out)) => write_now(out),
+    }
+}
+
+/// Output is never urgent. On Linux the writer thread runs as `SCHED_BATCH`: the same share of
+/// the CPU, but its wake-ups don't preempt a running thread. As an ordinary thread it was woken
+/// for the "device connected" line just as that device's `core:connected` went out, and took the
+/// CPU the device's side needed: auth round trip p50 ~106 → ~101 µs on two vCPUs (BENCHMARKS.md).
+fn never_preempt() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        };
+        use thread_priority::{ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy};
+        // Normal policies take a niceness: 0, which an unprivileged process that was started
+        // with `nice` may not return to. The policy is set first, so then only the niceness fails.
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Os(ThreadPriorityOsValue::default()),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+        );
     }
 }
 
