@@ -164,6 +164,10 @@ impl WatchSystem {
         let spawned = std::thread::Builder::new()
             .name("jetstart-watch".into())
             .spawn(move || {
+                // The end of the window is the start of the build: no timer slack (by default
+                // Linux lets a timeout fire up to 50 µs late, to group wake-ups).
+                #[cfg(target_os = "linux")]
+                let _ = nix::sys::prctl::set_timerslack(1);
                 while let Some(batch) = batcher.next_batch() {
                     if batches.blocking_send(batch).is_err() {
                         return; // the scheduler is gone: the server is stopping

@@ -518,3 +518,19 @@ async fn builds_off_is_said_once_at_start_up_before_any_device() {
     assert!(stderr.contains("--build-cmd"), "says what to do:\n{stderr}");
     assert!(dev.drain_events().iter().all(|e| e["event"] != "build-start"));
 }
+
+/// The end of the debounce window starts the build, so the thread that waits for it asks the
+/// kernel for no timer slack (50 µs by default on Linux).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_debounce_thread_waits_without_timer_slack() {
+    let project = BuildProject::with_wrapper();
+    let mut dev = start(&project, &["--no-initial-build"], &[]).await;
+    project.save(STRINGS, &strings("Slack"));
+    // A build started: the debounce thread is up and has timed a window.
+    dev.event("build-start").await;
+    let pid = dev.child.id().expect("running");
+    let debouncers = common::threads::named(pid, "jetstart-watch");
+    assert_eq!(debouncers.len(), 1, "{:?}", common::threads::of(pid));
+    assert_eq!(debouncers[0].timer_slack_ns(), 1);
+}

@@ -326,43 +326,23 @@ async fn completions_and_help_read_well() {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_output_writer_is_a_batch_thread_and_the_workers_are_not() {
+    use common::threads;
     const SCHED_OTHER: u32 = 0;
     const SCHED_BATCH: u32 = 3;
     let project = common::project();
     // Ready means the `ready` event went through the writer thread, so it exists.
     let dev = Dev::start(project.path(), &["--no-initial-build"]).await;
     let pid = dev.child.id().expect("running");
-    let threads: Vec<(String, u32)> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("threads")
-        // A thread that ended meanwhile (a blocking-pool thread) has nothing to say.
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
-        .map(|stat| {
-            // `pid (comm) state ...`: the comm may hold spaces, the fields after it don't.
-            let (comm, rest) = stat
-                .split_once(" (")
-                .and_then(|(_, s)| s.rsplit_once(") "))
-                .expect("comm");
-            // `policy` is field 41 of proc_pid_stat(5); `rest` starts at field 3.
-            let policy = rest
-                .split(' ')
-                .nth(41 - 3)
-                .expect("policy")
-                .parse()
-                .expect("number");
-            (comm.to_owned(), policy)
-        })
-        .collect();
-    let policy_of = |name: &str| -> Vec<u32> {
-        threads
+    let policies = |name| {
+        threads::named(pid, name)
             .iter()
-            .filter(|(comm, _)| comm == name)
-            .map(|(_, p)| *p)
-            .collect()
+            .map(threads::Thread::policy)
+            .collect::<Vec<_>>()
     };
-    assert_eq!(policy_of("output"), [SCHED_BATCH], "{threads:?}");
-    let workers = policy_of("tokio-rt-worker");
+    assert_eq!(policies("output"), [SCHED_BATCH], "{:?}", threads::of(pid));
+    let workers = policies("tokio-rt-worker");
     assert!(
         !workers.is_empty() && workers.iter().all(|p| *p == SCHED_OTHER),
-        "{threads:?}"
+        "{workers:?}"
     );
 }

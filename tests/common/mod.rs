@@ -6,6 +6,8 @@ pub mod build;
 pub mod chaos;
 pub mod gradle;
 pub mod http;
+#[cfg(target_os = "linux")]
+pub mod threads;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
