@@ -35,8 +35,8 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// How long the stand-in Gradle build takes. Without a pause it finishes in a few milliseconds:
 /// its packaging processes and the `core:build-complete` to every device would then run while the
 /// `core:build-start` being timed is still going out, which no real build (seconds) does. With
-/// 1000 devices that race added ~2 ms to the figure (BENCHMARKS.md); `--build-time 0s` brings it
-/// back.
+/// 1000 devices that race added 0.4–2 ms to the figure (BENCHMARKS.md); `--build-time 0s` brings
+/// it back.
 const BUILD_TIME: &str = "200ms";
 
 #[derive(Parser)]

@@ -164,10 +164,7 @@ impl WatchSystem {
         let spawned = std::thread::Builder::new()
             .name("jetstart-watch".into())
             .spawn(move || {
-                // The end of the window is the start of the build: no timer slack (by default
-                // Linux lets a timeout fire up to 50 µs late, to group wake-ups).
-                #[cfg(target_os = "linux")]
-                let _ = nix::sys::prctl::set_timerslack(1);
+                no_timer_slack();
                 while let Some(batch) = batcher.next_batch() {
                     if batches.blocking_send(batch).is_err() {
                         return; // the scheduler is gone: the server is stopping
@@ -181,6 +178,20 @@ impl WatchSystem {
         stop.cancelled().await;
         // Stops notify's thread, which drops the sending side: the batcher's wait ends.
         drop(watcher);
+    }
+}
+
+/// The end of the debounce window is the start of the build: the thread that waits for it asks
+/// for no timer slack (by default Linux lets a timeout fire up to 50 µs late, to group wake-ups).
+/// It says what it got: only the thread itself may read its slack without `CAP_SYS_NICE`.
+fn no_timer_slack() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::prctl;
+        match prctl::set_timerslack(1).and_then(|()| prctl::get_timerslack()) {
+            Ok(ns) => tracing::debug!("debounce thread: timer slack {ns} ns"),
+            Err(e) => tracing::debug!("debounce thread: timer slack left as it is: {e}"),
+        }
     }
 }
 

@@ -126,6 +126,8 @@ pub async fn run(
     tracing::info!("building: {}", command.describe());
 
     let mut progress = Progress::default();
+    // Shared by the line handler and `send_kept`, both in this task; a `Mutex` rather than a
+    // `RefCell` only so that the build's future stays `Send`.
     let pacer = Mutex::new(Pacer::since(started));
     let kept = Notify::new();
     let send = |status: BuildStatus| {
@@ -140,16 +142,23 @@ pub async fn run(
         tracing::debug!(target: "jetstart::build::output", "{line}");
         let Some(task) = task_name(line) else { return };
         let phase = phase_of(task);
+        // Stamped when the line came, also if it goes out at the end of its interval.
         let status = BuildStatus {
             phase,
             progress: progress.advance(phase),
             message: line.trim().to_owned(),
             timestamp: unix_ms(),
         };
-        let ready = lock(&pacer).offer(Instant::now(), status);
+        let (ready, was_keeping) = {
+            let mut pacer = lock(&pacer);
+            let was_keeping = pacer.due().is_some();
+            (pacer.offer(Instant::now(), status), was_keeping)
+        };
         match ready {
             Some(status) => send(status),
-            None => kept.notify_one(),
+            // `send_kept` is asleep until a status is kept, or already waiting for this one's time.
+            None if !was_keeping => kept.notify_one(),
+            None => {}
         }
     };
     let deadline = started + config.build_timeout;

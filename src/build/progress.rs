@@ -65,7 +65,8 @@ impl Progress {
 }
 
 /// Paces statuses for devices: at most one per [`STATUS_INTERVAL`], and the last one that had to
-/// wait goes out when its interval ends. Gradle prints a burst of up-to-date task lines, then is
+/// wait goes out when its interval ends (unless the build ends first: then `core:build-complete`
+/// or `core:build-error` says more). Gradle prints a burst of up-to-date task lines, then is
 /// silent for the seconds a compile takes: dropping the burst would leave phones showing an older
 /// task all that time instead of the one running.
 #[derive(Debug)]

@@ -42,7 +42,7 @@ fn queue() -> Option<&'static bounded::Sender<Out>> {
             std::thread::Builder::new()
                 .name("output".into())
                 .spawn(move || {
-                    never_preempt();
+                    no_wakeup_preemption();
                     write_all(&rx);
                 })
                 .ok()
@@ -69,22 +69,36 @@ fn send(out: Out) {
 
 /// Output is never urgent. On Linux the writer thread runs as `SCHED_BATCH`: the same share of
 /// the CPU, but its wake-ups don't preempt a running thread. As an ordinary thread it was woken
-/// for the "device connected" line just as that device's `core:connected` went out, and took the
-/// CPU the device's side needed: auth round trip p50 ~106 → ~101 µs on two vCPUs (BENCHMARKS.md).
-fn never_preempt() {
+/// for the "device connected" line just as that device's `core:connected` went out, and could
+/// take the vCPU the device's side needed: auth round trip p50 108 → 104.5 µs, interleaved
+/// (BENCHMARKS.md).
+fn no_wakeup_preemption() {
     #[cfg(target_os = "linux")]
     {
         use thread_priority::unix::{
             set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
         };
         use thread_priority::{ThreadPriority, ThreadPriorityOsValue, ThreadSchedulePolicy};
-        // Normal policies take a niceness: 0, which an unprivileged process that was started
-        // with `nice` may not return to. The policy is set first, so then only the niceness fails.
-        let _ = set_thread_priority_and_policy(
+        // The call sets a niceness along with the policy, and only 0 leaves it as it was: a
+        // server started with `nice` keeps this thread as the rest of it.
+        match rustix::process::getpriority_process(None) {
+            Ok(0) => {}
+            Ok(nice) => {
+                tracing::debug!("output thread left as it is: the server runs at nice {nice}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("output thread left as it is: could not read its niceness: {e}");
+                return;
+            }
+        }
+        if let Err(e) = set_thread_priority_and_policy(
             thread_native_id(),
             ThreadPriority::Os(ThreadPriorityOsValue::default()),
             ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
-        );
+        ) {
+            tracing::debug!("output thread left as it is: SCHED_BATCH refused: {e:?}");
+        }
     }
 }
 

@@ -12,26 +12,34 @@ pub struct Thread {
 }
 
 impl Thread {
-    /// Its scheduling policy: field 41 of proc_pid_stat(5) (0 `SCHED_OTHER`, 3 `SCHED_BATCH`).
-    pub fn policy(&self) -> u32 {
+    /// Its scheduling policy (0 `SCHED_OTHER`, 3 `SCHED_BATCH`).
+    pub fn policy(&self) -> i64 {
+        self.stat_field(41)
+    }
+
+    /// Its niceness.
+    pub fn nice(&self) -> i64 {
+        self.stat_field(19)
+    }
+
+    /// Field `n` (from 1) of proc_pid_stat(5).
+    fn stat_field(&self, n: usize) -> i64 {
         let stat = std::fs::read_to_string(self.dir.join("stat")).expect("stat");
         // `pid (comm) state ...`: the comm may hold spaces, the fields after it don't.
         let (_, rest) = stat.rsplit_once(") ").expect("comm");
         rest.split(' ')
-            .nth(41 - 3) // `rest` starts at field 3
-            .expect("policy")
+            .nth(n - 3) // `rest` starts at field 3
+            .expect("field")
             .parse()
             .expect("number")
     }
+}
 
-    /// Its timer slack in nanoseconds. (Only `/proc/<tid>` has the file, not `task/<tid>`.)
-    pub fn timer_slack_ns(&self) -> u64 {
-        let tid = self.dir.file_name().expect("tid").to_string_lossy();
-        std::fs::read_to_string(format!("/proc/{tid}/timerslack_ns"))
-            .expect("timerslack_ns")
-            .trim()
-            .parse()
-            .expect("number")
+/// The thread calling this (the test itself).
+pub fn current() -> Thread {
+    Thread {
+        name: "(this test)".to_owned(),
+        dir: PathBuf::from("/proc/thread-self"),
     }
 }
 
