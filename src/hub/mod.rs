@@ -130,6 +130,9 @@ impl Hub {
                     inner.connections.spawn(handshake::refuse_full(stream));
                 }
             }
+            // The device's handshake first (its request is usually in already); the next
+            // `accept`, which mostly finds nothing, after it.
+            tokio::task::yield_now().await;
         }
     }
 
