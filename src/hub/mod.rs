@@ -130,8 +130,10 @@ impl Hub {
                     inner.connections.spawn(handshake::refuse_full(stream));
                 }
             }
-            // The device's handshake first (its request is usually in already); the next
-            // `accept`, which mostly finds nothing, after it.
+            // Let the task just spawned run before the next `accept`: the device's upgrade
+            // request has usually arrived with the connection, while the next `accept` usually
+            // finds nothing. `yield_now` resumes us after this worker's other ready tasks and a
+            // driver poll. A latency preference only: nothing depends on the order.
             tokio::task::yield_now().await;
         }
     }
