@@ -149,16 +149,11 @@ pub async fn run(
             message: line.trim().to_owned(),
             timestamp: unix_ms(),
         };
-        let (ready, was_keeping) = {
-            let mut pacer = lock(&pacer);
-            let was_keeping = pacer.due().is_some();
-            (pacer.offer(Instant::now(), status), was_keeping)
-        };
+        let ready = lock(&pacer).offer(Instant::now(), status);
         match ready {
             Some(status) => send(status),
-            // `send_kept` is asleep until a status is kept, or already waiting for this one's time.
-            None if !was_keeping => kept.notify_one(),
-            None => {}
+            // Wakes `send_kept` if it waits for something to be kept (else one spare turn).
+            None => kept.notify_one(),
         }
     };
     let deadline = started + config.build_timeout;
