@@ -147,12 +147,8 @@ pub async fn recv_until(ws: &mut Ws, ty: &str) -> Vec<Value> {
 /// True if `pid` is a running (not zombie) process.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the `(comm)` field; `Z` is a zombie, `X` dead.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X"),
+        // Field 3 is the state: `Z` is a zombie, `X` dead.
+        Ok(stat) => super::stat_field(&stat, 3).is_some_and(|s| s != "Z" && s != "X"),
         Err(_) => false,
     }
 }

@@ -28,6 +28,13 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Field `n` (from 1) of a `/proc/<pid>/stat` line (proc_pid_stat(5)). The `(comm)` field may
+/// hold spaces and parentheses; the fields after its last `)` hold neither.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
 /// Awaits `fut` at most [`WAIT`], failing the test with `what` otherwise.
 pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, fut)

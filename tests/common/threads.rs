@@ -22,13 +22,10 @@ impl Thread {
         self.stat_field(19)
     }
 
-    /// Field `n` (from 1) of proc_pid_stat(5).
+    /// Field `n` (from 1) of its `stat`, a number.
     fn stat_field(&self, n: usize) -> i64 {
         let stat = std::fs::read_to_string(self.dir.join("stat")).expect("stat");
-        // `pid (comm) state ...`: the comm may hold spaces, the fields after it don't.
-        let (_, rest) = stat.rsplit_once(") ").expect("comm");
-        rest.split(' ')
-            .nth(n - 3) // `rest` starts at field 3
+        super::stat_field(&stat, n)
             .expect("field")
             .parse()
             .expect("number")
