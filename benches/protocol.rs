@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use divan::Bencher;
+use jetstart::hub::frame::RawFrame;
 use jetstart::hub::registry::{ClientEntry, ClientInfo, CloseSignal, Registry};
+use jetstart::hub::wire::Wire;
 use jetstart::protocol::{BuildPhase, BuildStatus, ClientMessage, CoreMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -65,17 +67,34 @@ fn decode_client_log() -> ClientMessage {
     ClientMessage::decode(divan::black_box(text)).unwrap_or(ClientMessage::Unknown)
 }
 
-/// A registry of `n` devices and the receiving ends of their queues.
-fn registry(n: usize) -> (Registry, Vec<mpsc::Receiver<Utf8Bytes>>) {
+/// A registry of `n` devices, the receiving ends of their queues, and what keeps their sockets
+/// open. Every device's task is busy (it never opens its socket to broadcasts), so every
+/// message takes the queue: the path measured here. Direct writes to waiting devices are
+/// syscalls, measured end to end by `examples/loadgen.rs`.
+fn registry(n: usize) -> (Registry, Vec<mpsc::Receiver<RawFrame>>, Sockets) {
+    raise_open_file_limit();
     let registry = Registry::default();
     let mut receivers = Vec::with_capacity(n);
     let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let mut peers = Vec::with_capacity(n);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let local = listener.local_addr().expect("address");
     for i in 0..n {
+        let (peer, accepted) = runtime
+            .block_on(async { tokio::join!(tokio::net::TcpStream::connect(local), listener.accept()) });
+        peers.push(peer.expect("connect"));
         let (queue, rx) = mpsc::channel(256);
         let info = Arc::new(ClientInfo::new(format!("client-{i}"), Value::Null, addr));
         registry.register(
             ClientEntry {
                 info,
+                wire: Wire::new(accepted.expect("accept").0),
                 queue,
                 close: CloseSignal::new(),
             },
@@ -83,14 +102,37 @@ fn registry(n: usize) -> (Registry, Vec<mpsc::Receiver<Utf8Bytes>>) {
         );
         receivers.push(rx);
     }
-    (registry, receivers)
+    (
+        registry,
+        receivers,
+        Sockets {
+            _peers: peers,
+            _runtime: runtime,
+        },
+    )
+}
+
+/// The far ends of the devices' sockets and the runtime they are registered with.
+struct Sockets {
+    _peers: Vec<tokio::net::TcpStream>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// A thousand devices take two thousand sockets, over the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// Queueing one message for every device and taking it off again, as each device's writer
 /// does. The cost must not depend on the message size: the bytes are shared, not copied.
 #[divan::bench(args = [100, 1000])]
 fn broadcast_small(bencher: Bencher, devices: usize) {
-    let (registry, mut receivers) = registry(devices);
+    let (registry, mut receivers, _sockets) = registry(devices);
     let bytes = Utf8Bytes::from(r#"{"type":"core:build-start","sessionId":"a1b2c3d4","timestamp":1}"#);
     bencher.bench_local(|| {
         registry.broadcast(&bytes);
@@ -102,7 +144,7 @@ fn broadcast_small(bencher: Bencher, devices: usize) {
 
 #[divan::bench(args = [100, 1000])]
 fn broadcast_dex_1_4_mb(bencher: Bencher, devices: usize) {
-    let (registry, mut receivers) = registry(devices);
+    let (registry, mut receivers, _sockets) = registry(devices);
     let bytes = Utf8Bytes::from(dex_message().encode());
     bencher.bench_local(|| {
         registry.broadcast(&bytes);
@@ -115,7 +157,7 @@ fn broadcast_dex_1_4_mb(bencher: Bencher, devices: usize) {
 /// A device's log relayed to every device: the headroom check is one more pass over the queues.
 #[divan::bench(args = [100, 1000])]
 fn relay_log(bencher: Bencher, devices: usize) {
-    let (registry, mut receivers) = registry(devices);
+    let (registry, mut receivers, _sockets) = registry(devices);
     let bytes =
         Utf8Bytes::from(r#"{"type":"core:log","sessionId":"a1b2c3d4","log":{"message":"hi"},"timestamp":1}"#);
     bencher.bench_local(|| {

@@ -413,8 +413,23 @@ async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
 /// that frame. Once it reads, every frame must be whole, every broadcast there, pongs in order.
 #[tokio::test]
 async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards() {
-    const LOGS: usize = 8;
-    const LOG_BYTES: usize = 700 * 1024; // 5.6 MB in all: more than a socket buffers
+    // 5.6 MB in all, more than a socket buffers; each device's own task writes frames this big.
+    stop_reading_then_catch_up(8, 700 * 1024).await;
+}
+
+/// The same with small frames, which a broadcast writes straight to the socket of a device that
+/// waits for one: the socket fills up while the device doesn't read, one frame goes in only in
+/// part, and its rest must still come before any other frame or pong.
+#[tokio::test]
+async fn a_device_that_stops_reading_gets_whole_small_frames_and_its_pongs_afterwards() {
+    // 4.5 MB in all: here the socket takes about 180 whole (2.7 MB), then one in part; the rest
+    // (about 120) stays under the mark in the queue where relays would wait (192).
+    stop_reading_then_catch_up(300, 15 * 1024).await;
+}
+
+/// A device with a tiny receive buffer stops reading while another sends `log_count` logs of
+/// `log_bytes` each and it sends pings; then it reads everything.
+async fn stop_reading_then_catch_up(log_count: usize, log_bytes: usize) {
     const PINGS: usize = 50;
     let (_p, dev) = start(&[]).await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -437,11 +452,11 @@ async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards(
 
     // Broadcasts reach every device's queue at once: once the logger has its own back, the slow
     // device's queue holds them too (or its socket does, as far as it takes them).
-    let text = |i: usize| format!("{i}:{}", "x".repeat(LOG_BYTES));
-    for i in 0..LOGS {
+    let text = |i: usize| format!("{i}:{}", "x".repeat(log_bytes));
+    for i in 0..log_count {
         send_json(&mut logger, &log_message("Big", "info", &text(i))).await;
     }
-    within("the logger's own logs", expect_logs(&mut logger, LOGS)).await;
+    within("the logger's own logs", expect_logs(&mut logger, log_count)).await;
     for i in 0..PINGS {
         let ping = Message::Ping(format!("{i}").into_bytes().into());
         within("ping", slow.send(ping)).await.expect("ping");
@@ -449,7 +464,7 @@ async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards(
 
     let (mut pongs, mut logs) = (Vec::new(), Vec::new());
     within("the slow device's logs and pongs", async {
-        while pongs.last() != Some(&(PINGS - 1)) || logs.len() < LOGS {
+        while pongs.last() != Some(&(PINGS - 1)) || logs.len() < log_count {
             match slow.next().await {
                 Some(Ok(Message::Pong(data))) => {
                     let n = String::from_utf8_lossy(&data)
@@ -483,6 +498,34 @@ async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards(
         pongs.windows(2).all(|w| w[0] < w[1]),
         "pongs out of order: {pongs:?}"
     );
+}
+
+/// A device waiting for broadcasts lets them write to its socket directly; a ping it sends
+/// meanwhile must still be answered, without waiting for the next broadcast.
+#[tokio::test]
+async fn a_ping_from_a_device_waiting_for_broadcasts_is_answered() {
+    let (_p, dev) = start(&[]).await;
+    let (mut ws, _) = dev.connect().await;
+    for i in 0..3 {
+        let payload = format!("ping {i}");
+        within(
+            "ping",
+            ws.send(Message::Ping(payload.clone().into_bytes().into())),
+        )
+        .await
+        .expect("ping");
+        let pong = within("pong", async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Pong(data))) => break data,
+                    Some(Ok(_)) => {}
+                    other => panic!("connection lost: {other:?}"),
+                }
+            }
+        })
+        .await;
+        assert_eq!(&pong[..], payload.as_bytes());
+    }
 }
 
 #[tokio::test]

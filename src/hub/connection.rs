@@ -12,17 +12,15 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::auth::{self, FirstFrame, Verdict};
 use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
 use super::handshake::OriginCheck;
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
+use super::wire::{Socket, Wire, WireIo};
 use super::Hub;
 use crate::protocol::{close, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
 use crate::report::Event;
-
-type Socket = WebSocketStream<TcpStream>;
 
 /// Small buffers: a thousand idle devices must not cost a thousand 128 KiB buffers.
 fn socket_config() -> WebSocketConfig {
@@ -43,7 +41,8 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
         advertised_host: &settings.advertised_host,
         allowed: &settings.allowed_origins,
     };
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config()));
+    let io = WireIo(Wire::new(stream));
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, Some(socket_config()));
     let upgraded = tokio::select! {
         biased;
         // Not a WebSocket yet, so there is no close code to send: just drop the connection.
@@ -172,6 +171,7 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
     let close_signal = CloseSignal::new();
     let entry = ClientEntry {
         info: info.clone(),
+        wire: ws.get_ref().wire().clone(),
         queue,
         close: close_signal.clone(),
     };

@@ -1,5 +1,7 @@
 //! Serving one authenticated device: a single task that reads its frames, writes queued
-//! broadcasts zero-copy, pings it, and closes it the way the close request says.
+//! broadcasts zero-copy, pings it, and closes it the way the close request says. While it
+//! waits with nothing to write, broadcasts write small messages to its socket themselves
+//! (see [`super::wire`]).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
@@ -7,17 +9,16 @@ use std::time::Duration;
 
 use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use super::frame::RawFrame;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
+use super::wire::Socket;
 use super::Hub;
 use crate::protocol::{close, ClientMessage, CoreMessage};
 use crate::session::unix_ms;
@@ -36,13 +37,11 @@ const RELAY_RETRY_MAX: Duration = Duration::from_millis(16);
 /// Frames written in one go before the loop looks at the device's side again.
 const WRITE_BURST: usize = 64;
 
-type Socket = WebSocketStream<TcpStream>;
-
 /// What woke the loop up.
 enum Step {
     Close,
     Frame(Option<Result<Message, WsError>>),
-    Queued(Option<Utf8Bytes>),
+    Queued(Option<RawFrame>),
     Ping,
     Wrote(Result<bool, std::io::Error>),
     RetryRelay,
@@ -81,7 +80,7 @@ impl PendingRelay {
 /// it at once; returns a frame left half-written. Whatever it can't write now, [`serve`] does.
 pub fn greet(
     ws: &mut Socket,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<RawFrame>,
     close_signal: &CloseSignal,
     info: &ClientInfo,
 ) -> Option<RawFrame> {
@@ -90,7 +89,7 @@ pub fn greet(
         return None;
     }
     let first = rx.try_recv().ok()?;
-    write_ready(ws, rx, RawFrame::text(first.into()), close_signal, info)
+    write_ready(ws, rx, first, close_signal, info)
 }
 
 /// Serves a registered device until its connection ends; `in_flight` is a frame [`greet`] left
@@ -98,7 +97,7 @@ pub fn greet(
 pub async fn serve(
     hub: &Hub,
     ws: &mut Socket,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<RawFrame>,
     mut in_flight: Option<RawFrame>,
     close_signal: &CloseSignal,
     info: &ClientInfo,
@@ -114,6 +113,7 @@ pub async fn serve(
     // frame read may queue one, every completed flush sends them. Raw frames must wait for
     // those, but the flush is only needed then: a broadcast to a thousand devices skips it.
     let mut tungstenite_clean = false;
+    let wire = ws.get_ref().wire().clone();
 
     while !closing.is_terminated() {
         // Writes come first: the device's own queue drains before more of its frames are read,
@@ -126,19 +126,39 @@ pub async fn serve(
             Some(frame) => tokio::select! {
                 biased;
                 () = &mut closing => Step::Close,
-                wrote = timeout(settings.client_timeout, frame.write_some(ws.get_mut())) => {
+                wrote = timeout(settings.client_timeout, frame.write_some(wire.stream())) => {
                     Step::Wrote(wrote.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
                 }
             },
-            None => tokio::select! {
-                biased;
-                () = &mut closing => Step::Close,
-                queued = rx.recv() => Step::Queued(queued),
-                // A fixed deadline: messages written meanwhile don't push the retry back.
-                () = sleep_until_retry(relay.as_ref()), if relay.is_some() => Step::RetryRelay,
-                frame = ws.next(), if relay.is_none() => Step::Frame(frame),
-                _ = ping.tick() => Step::Ping,
-            },
+            None => {
+                // Parking with nothing to write. Once tungstenite has sent what it holds (a pong
+                // to the frame just read), broadcasts may write to the socket directly.
+                if !tungstenite_clean {
+                    match ws.flush().now_or_never() {
+                        Some(Ok(())) => tungstenite_clean = true,
+                        Some(Err(_)) => {
+                            close_signal.request(CloseRequest::Abort); // the select ends the loop
+                        }
+                        None => {} // the socket is full: broadcasts keep queuing
+                    }
+                }
+                if tungstenite_clean {
+                    wire.open(|| rx.is_empty());
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut closing => Step::Close,
+                    queued = rx.recv() => Step::Queued(queued),
+                    // A fixed deadline: messages written meanwhile don't push the retry back.
+                    () = sleep_until_retry(relay.as_ref()), if relay.is_some() => Step::RetryRelay,
+                    frame = ws.next(), if relay.is_none() => Step::Frame(frame),
+                    _ = ping.tick() => Step::Ping,
+                }
+            }
+        };
+        // Awake: the socket is this task's again.
+        let Some(step) = half_written_first(wire.take(), step, &mut in_flight, rx) else {
+            continue;
         };
         match step {
             Step::Close => break,
@@ -161,7 +181,7 @@ pub async fn serve(
                 // Dropped from the registry without a request: the server is stopping.
                 close_signal.request(CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
             }
-            Step::Queued(Some(bytes)) => {
+            Step::Queued(Some(frame)) => {
                 // tungstenite may hold a pong or close answer; it must reach the wire first. A
                 // device that takes nothing for the client timeout is gone (as for raw writes).
                 if !tungstenite_clean {
@@ -174,7 +194,6 @@ pub async fn serve(
                     // A close request cuts the flush short; then `finish` flushes.
                     tungstenite_clean = !closing.is_terminated();
                 }
-                let frame = RawFrame::text(bytes.into());
                 in_flight = if closing.is_terminated() {
                     Some(frame) // `finish` decides whether it still goes out
                 } else {
@@ -185,7 +204,7 @@ pub async fn serve(
                 info.wrote(); // `write_some` only returns Ok after moving some bytes
                 if done {
                     in_flight = match rx.try_recv() {
-                        Ok(next) => write_ready(ws, rx, RawFrame::text(next.into()), close_signal, info),
+                        Ok(next) => write_ready(ws, rx, next, close_signal, info),
                         Err(_) => None,
                     };
                 }
@@ -199,6 +218,8 @@ pub async fn serve(
                 if silent >= settings.client_timeout {
                     tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
                     close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
+                } else if in_flight.is_some() {
+                    // A frame a broadcast left half-written goes first; the next tick pings.
                 } else if !matches!(
                     timeout(CLOSE_WRITE_TIMEOUT, ws.send(Message::Ping(Default::default()))).await,
                     Ok(Ok(()))
@@ -215,6 +236,30 @@ pub async fn serve(
     hub.inner.registry.remove(&info.client_id);
     hub.publish_presence();
     finish(ws, rx, in_flight, close_signal.get()).await;
+}
+
+/// Right after a wake-up, with `half_written` from [`super::wire::Wire::take`]: a frame a
+/// broadcast left half-written is first in the queue, and becomes the frame in flight, so that
+/// nothing (not even the pong to a ping just read) reaches the socket before its rest. Returns
+/// the step still to handle, if any.
+fn half_written_first(
+    half_written: bool,
+    step: Step,
+    in_flight: &mut Option<RawFrame>,
+    rx: &mut mpsc::Receiver<RawFrame>,
+) -> Option<Step> {
+    match step {
+        Step::Queued(Some(frame)) if frame.is_partial() => {
+            *in_flight = Some(frame);
+            None
+        }
+        step => {
+            if half_written && in_flight.is_none() {
+                *in_flight = rx.try_recv().ok();
+            }
+            Some(step)
+        }
+    }
 }
 
 /// Relays if every other device has room; gives the message back if it must wait longer.
@@ -236,20 +281,20 @@ fn try_relay(hub: &Hub, info: &ClientInfo, mut pending: PendingRelay) -> Option<
 /// connection is asked to abort.
 fn write_ready(
     ws: &Socket,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<RawFrame>,
     mut frame: RawFrame,
     close_signal: &CloseSignal,
     info: &ClientInfo,
 ) -> Option<RawFrame> {
     for _ in 0..WRITE_BURST {
         let before = frame.written();
-        let wrote = frame.try_write(ws.get_ref());
+        let wrote = frame.try_write(ws.get_ref().stream());
         if frame.written() > before {
             info.wrote();
         }
         match wrote {
             Ok(true) => match rx.try_recv() {
-                Ok(next) => frame = RawFrame::text(next.into()),
+                Ok(next) => frame = next,
                 Err(_) => return None,
             },
             Ok(false) => return Some(frame),
@@ -288,7 +333,7 @@ async fn flush_tungstenite(ws: &mut Socket, closing: Pin<&mut impl Future<Output
 /// the stream), send what is queued if draining, send the close frame, wait for the answer.
 async fn finish(
     ws: &mut Socket,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    rx: &mut mpsc::Receiver<RawFrame>,
     in_flight: Option<RawFrame>,
     request: Option<CloseRequest>,
 ) {
@@ -301,7 +346,7 @@ async fn finish(
         if let Some(mut frame) = in_flight {
             if frame.is_partial() {
                 // Started on a clean stream (see `Step::Queued`): complete it before anything else.
-                frame.finish(ws.get_mut()).await.map_err(WsError::Io)?;
+                frame.finish(ws.get_ref().stream()).await.map_err(WsError::Io)?;
             } else {
                 unstarted = Some(frame);
             }
@@ -313,9 +358,9 @@ async fn finish(
             return Ok(()); // PeerClosed: the answer was just flushed
         };
         if *drain {
-            let queued = std::iter::from_fn(|| rx.try_recv().ok().map(|bytes| RawFrame::text(bytes.into())));
+            let queued = std::iter::from_fn(|| rx.try_recv().ok());
             for mut frame in unstarted.into_iter().chain(queued) {
-                frame.finish(ws.get_mut()).await.map_err(WsError::Io)?;
+                frame.finish(ws.get_ref().stream()).await.map_err(WsError::Io)?;
             }
         }
         let frame = CloseFrame {
@@ -394,5 +439,50 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             tracing::debug!(client = %info.client_id, "ignoring an unexpected message type");
             Reply::Nothing
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn frame(text: &'static str) -> RawFrame {
+        RawFrame::text(Bytes::from(text))
+    }
+
+    #[test]
+    fn a_half_written_frame_goes_before_the_pong_to_a_ping_read_meanwhile() {
+        let (tx, mut rx) = mpsc::channel(4);
+        tx.try_send(frame("half").written_for_test(3)).expect("room");
+        tx.try_send(frame("next")).expect("room");
+        let mut in_flight = None;
+        let ping = Step::Frame(Some(Ok(Message::Ping(Default::default()))));
+        let step = half_written_first(true, ping, &mut in_flight, &mut rx);
+        assert!(matches!(step, Some(Step::Frame(_))), "the ping is still handled");
+        let first = in_flight.expect("the half-written frame is in flight");
+        assert_eq!((first.payload_str(), first.written()), ("half", 3));
+        assert_eq!(rx.try_recv().expect("still queued").payload_str(), "next");
+    }
+
+    #[test]
+    fn a_half_written_frame_taken_from_the_queue_goes_out_before_anything_else() {
+        let (_tx, mut rx) = mpsc::channel(4);
+        let mut in_flight = None;
+        let queued = Step::Queued(Some(frame("half").written_for_test(1)));
+        assert!(half_written_first(true, queued, &mut in_flight, &mut rx).is_none());
+        assert_eq!(in_flight.expect("in flight").written(), 1);
+    }
+
+    #[test]
+    fn without_a_half_written_frame_the_queue_is_left_alone() {
+        let (tx, mut rx) = mpsc::channel(4);
+        tx.try_send(frame("queued")).expect("room");
+        let mut in_flight = None;
+        let step = half_written_first(false, Step::Ping, &mut in_flight, &mut rx);
+        assert!(matches!(step, Some(Step::Ping)));
+        assert!(in_flight.is_none());
+        assert_eq!(rx.len(), 1);
     }
 }

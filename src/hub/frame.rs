@@ -9,7 +9,6 @@
 use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// FIN bit + text opcode.
@@ -20,7 +19,7 @@ const FIN_TEXT: u8 = 0x81;
 /// Progress is recorded after every completed write, so a [`RawFrame::write_some`] future can
 /// be dropped at any await point and the frame resumed (or finished before a close frame)
 /// without corrupting the stream.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RawFrame {
     header: [u8; 10],
     header_len: usize,
@@ -54,6 +53,19 @@ impl RawFrame {
         }
     }
 
+    /// The frame as if `written` bytes of it had reached a socket, for tests.
+    #[cfg(test)]
+    pub fn written_for_test(mut self, written: usize) -> Self {
+        self.written = written.min(self.total());
+        self
+    }
+
+    /// The message, for tests.
+    #[cfg(test)]
+    pub fn payload_str(&self) -> &str {
+        std::str::from_utf8(&self.payload).expect("text frames carry UTF-8")
+    }
+
     fn total(&self) -> usize {
         self.header_len + self.payload.len()
     }
@@ -83,17 +95,20 @@ impl RawFrame {
         [IoSlice::new(header), IoSlice::new(payload)]
     }
 
-    /// Performs one vectored write; returns true when the frame is complete.
-    pub async fn write_some(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        if self.is_done() {
-            return Ok(true);
+    /// Waits until the socket takes some of the frame; returns true when the frame is complete.
+    pub async fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        while !self.is_done() {
+            stream.writable().await?;
+            match stream.try_write_vectored(&self.remaining()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
-        let slices = self.remaining();
-        let n = stream.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        self.written += n;
         Ok(self.is_done())
     }
 
@@ -113,7 +128,7 @@ impl RawFrame {
     }
 
     /// Writes the rest of the frame.
-    pub async fn finish(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+    pub async fn finish(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.write_some(stream).await? {}
         Ok(())
     }
@@ -163,8 +178,7 @@ mod tests {
             client.read_to_end(&mut wire).await.unwrap();
             wire
         });
-        let mut server = server;
-        frame.finish(&mut server).await.unwrap();
+        frame.finish(&server).await.unwrap();
         drop(server);
         let wire = reader.await.unwrap();
         assert_eq!(&wire[..10], &frame.header[..10]);
@@ -181,9 +195,9 @@ mod tests {
         let payload = "é".repeat(100_000);
         let expected = payload.clone();
         let writer = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
             let mut frame = RawFrame::text(Bytes::from(payload));
-            frame.finish(&mut stream).await.unwrap();
+            frame.finish(&stream).await.unwrap();
             assert!(frame.is_done() && !frame.is_partial());
         });
         let mut client = TcpStream::connect(addr).await.unwrap();

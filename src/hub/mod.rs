@@ -4,9 +4,10 @@ pub mod auth;
 pub mod backoff;
 mod connection;
 mod device;
-mod frame;
+pub mod frame;
 pub mod handshake;
 pub mod registry;
+pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

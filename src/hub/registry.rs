@@ -12,6 +12,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::frame::RawFrame;
+use super::wire::{Sent, Wire, DIRECT_MAX};
 use crate::protocol::{close, ApkInfo};
 use crate::session::unix_ms;
 
@@ -26,6 +28,10 @@ pub const RELAY_HEADROOM: usize = 64;
 /// took nothing off its queue for this long is stuck, and is closed with 1013; one that is
 /// draining, however slowly, gets the log (a queue that is full is closed as for any broadcast).
 pub const RELAY_STALL: Duration = Duration::from_millis(500);
+/// The last devices of a broadcast that the broadcasting thread writes to itself, however many
+/// workers there are: tasks woken this late would only queue behind the ones woken before
+/// them, while this thread is about to be free. About a millisecond of writes on loopback.
+pub const DIRECT_TAIL: usize = 128;
 
 /// Why and how a connection should end. The first request wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,10 +172,11 @@ pub struct ClientSnapshot {
     pub last_activity: u64,
 }
 
-/// A registered device: where to queue its messages and how to close it.
+/// A registered device: its socket, where to queue its messages and how to close it.
 pub struct ClientEntry {
     pub info: Arc<ClientInfo>,
-    pub queue: mpsc::Sender<Utf8Bytes>,
+    pub wire: Arc<Wire>,
+    pub queue: mpsc::Sender<RawFrame>,
     pub close: CloseSignal,
 }
 
@@ -204,7 +211,7 @@ impl Registry {
         let greeting = greet(inner.last_apk.as_ref())?;
         for message in greeting {
             // A fresh queue has room for the greeting.
-            let _ = entry.queue.try_send(message);
+            let _ = entry.queue.try_send(RawFrame::text(message.into()));
         }
         inner.clients.insert(entry.info.client_id.clone(), entry);
         Some(inner.clients.len())
@@ -311,15 +318,37 @@ impl Registry {
     }
 }
 
-/// Queues `bytes` for every device; returns how many got it and the devices closed because
-/// their queue was full (logged by the caller, once the lock is released).
+/// Sends `bytes` to every device; returns how many got it and the devices closed because their
+/// queue was full (logged by the caller, once the lock is released).
+///
+/// A small message goes straight to the socket of a device whose task is waiting for one
+/// ([`Wire::send_or_queue`]); but one thread writing to a thousand sockets leaves the runtime's
+/// other workers idle. So of every `workers` devices, all but one are queued for their own
+/// tasks, which the other workers run meanwhile, and this thread writes to the one; the last
+/// [`DIRECT_TAIL`] it writes to itself (see there). Large messages (a DEX patch) are always
+/// queued: each device's task writes its own copy, and the lock is not held for long.
 fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>) {
     let mut delivered = 0;
     let mut full = Vec::new();
-    inner
-        .clients
-        .retain(|id, entry| match entry.queue.try_send(bytes.clone()) {
-            Ok(()) => {
+    // Serialized once: each device's frame shares the bytes.
+    let frame = RawFrame::text(bytes.clone().into());
+    let small = bytes.len() <= DIRECT_MAX;
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    let shared = inner.clients.len().saturating_sub(DIRECT_TAIL);
+    let mut index = 0;
+    inner.clients.retain(|id, entry| {
+        let hand_off = !small || (index < shared && index % workers != 0);
+        index += 1;
+        let sent = if hand_off {
+            entry.queue.try_send(frame.clone()).map(|()| Sent::Queued)
+        } else {
+            entry.wire.send_or_queue(frame.clone(), &entry.queue)
+        };
+        match sent {
+            Ok(sent) => {
+                if sent.wrote_some() {
+                    entry.info.wrote();
+                }
                 delivered += 1;
                 true
             }
@@ -329,7 +358,8 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        }
+    });
     (delivered, full)
 }
 
@@ -352,7 +382,12 @@ fn too_slow() -> CloseRequest {
 mod tests {
     use super::*;
 
-    fn entry(id: &str, capacity: usize) -> (ClientEntry, mpsc::Receiver<Utf8Bytes>) {
+    /// A device with a real socket whose task never parks: every message is queued.
+    async fn entry(id: &str, capacity: usize) -> (ClientEntry, mpsc::Receiver<RawFrame>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let wire = Wire::new(server.expect("accept").0);
         let (queue, rx) = mpsc::channel(capacity);
         let info = Arc::new(ClientInfo::new(
             id.into(),
@@ -362,6 +397,7 @@ mod tests {
         (
             ClientEntry {
                 info,
+                wire,
                 queue,
                 close: CloseSignal::new(),
             },
@@ -369,30 +405,30 @@ mod tests {
         )
     }
 
-    #[test]
-    fn greeting_is_queued_before_broadcasts() {
+    #[tokio::test]
+    async fn greeting_is_queued_before_broadcasts() {
         let registry = Registry::default();
-        let (e, mut rx) = entry("a", 4);
+        let (e, mut rx) = entry("a", 4).await;
         registry.register(e, |_| Some(vec!["hello".into()]));
         registry.broadcast(&"news".into());
-        assert_eq!(rx.try_recv().expect("greeting").as_str(), "hello");
-        assert_eq!(rx.try_recv().expect("broadcast").as_str(), "news");
+        assert_eq!(rx.try_recv().expect("greeting").payload_str(), "hello");
+        assert_eq!(rx.try_recv().expect("broadcast").payload_str(), "news");
     }
 
-    #[test]
-    fn refused_registration_adds_nothing() {
+    #[tokio::test]
+    async fn refused_registration_adds_nothing() {
         let registry = Registry::default();
-        let (e, _rx) = entry("a", 4);
+        let (e, _rx) = entry("a", 4).await;
         assert_eq!(registry.register(e, |_| None), None);
         assert!(registry.is_empty());
     }
 
-    #[test]
-    fn full_queue_closes_only_that_client_with_1013() {
+    #[tokio::test]
+    async fn full_queue_closes_only_that_client_with_1013() {
         let registry = Registry::default();
-        let (slow, _slow_rx) = entry("slow", 1);
+        let (slow, _slow_rx) = entry("slow", 1).await;
         let slow_close = slow.close.clone();
-        let (fast, mut fast_rx) = entry("fast", 8);
+        let (fast, mut fast_rx) = entry("fast", 8).await;
         registry.register(slow, |_| Some(vec![]));
         registry.register(fast, |_| Some(vec![]));
         assert_eq!(registry.broadcast(&"1".into()), 2);
@@ -402,15 +438,15 @@ mod tests {
             Some(close::TRY_AGAIN_LATER)
         );
         assert_eq!(registry.len(), 1);
-        assert_eq!(fast_rx.try_recv().expect("1").as_str(), "1");
-        assert_eq!(fast_rx.try_recv().expect("2").as_str(), "2");
+        assert_eq!(fast_rx.try_recv().expect("1").payload_str(), "1");
+        assert_eq!(fast_rx.try_recv().expect("2").payload_str(), "2");
     }
 
-    #[test]
-    fn relays_wait_for_headroom_at_every_other_device() {
+    #[tokio::test]
+    async fn relays_wait_for_headroom_at_every_other_device() {
         let registry = Registry::default();
-        let (sender, mut sender_rx) = entry("sender", CLIENT_QUEUE_CAPACITY);
-        let (other, mut other_rx) = entry("other", CLIENT_QUEUE_CAPACITY);
+        let (sender, mut sender_rx) = entry("sender", CLIENT_QUEUE_CAPACITY).await;
+        let (other, mut other_rx) = entry("other", CLIENT_QUEUE_CAPACITY).await;
         let other_close = other.close.clone();
         let other_info = other.info.clone();
         registry.register(sender, |_| Some(vec![]));
@@ -448,10 +484,10 @@ mod tests {
         assert_eq!(sender_rx.len(), 5);
     }
 
-    #[test]
-    fn a_build_is_remembered_by_the_broadcast_that_announces_it() {
+    #[tokio::test]
+    async fn a_build_is_remembered_by_the_broadcast_that_announces_it() {
         let registry = Registry::default();
-        let (early, mut early_rx) = entry("early", 4);
+        let (early, mut early_rx) = entry("early", 4).await;
         registry.register(early, |last| {
             assert!(last.is_none(), "nothing built yet");
             Some(vec![])
@@ -468,15 +504,15 @@ mod tests {
         };
         assert_eq!(registry.broadcast_build(&"complete".into(), apk.clone()), 1);
         // A device that registers afterwards gets the build in its greeting instead.
-        let (late, mut late_rx) = entry("late", 4);
+        let (late, mut late_rx) = entry("late", 4).await;
         registry.register(late, |last| {
             assert_eq!(last, Some(&apk));
             Some(vec!["greeting with the build".into()])
         });
-        assert_eq!(early_rx.try_recv().expect("broadcast").as_str(), "complete");
+        assert_eq!(early_rx.try_recv().expect("broadcast").payload_str(), "complete");
         assert!(early_rx.try_recv().is_err(), "once");
         assert_eq!(
-            late_rx.try_recv().expect("greeting").as_str(),
+            late_rx.try_recv().expect("greeting").payload_str(),
             "greeting with the build"
         );
         assert!(late_rx.try_recv().is_err(), "once");
