@@ -422,9 +422,10 @@ async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards(
 /// part, and its rest must still come before any other frame or pong.
 #[tokio::test]
 async fn a_device_that_stops_reading_gets_whole_small_frames_and_its_pongs_afterwards() {
-    // 4.5 MB in all: here the socket takes about 180 whole (2.7 MB), then one in part; the rest
-    // (about 120) stays under the mark in the queue where relays would wait (192).
-    stop_reading_then_catch_up(300, 15 * 1024).await;
+    // 2.9 MB: 191 logs, so that even a socket that takes none leaves the queue under the mark
+    // where relays would wait (192). On the machines we run on, the socket takes some 180
+    // whole and then one in part.
+    stop_reading_then_catch_up(191, 15 * 1024).await;
 }
 
 /// A device with a tiny receive buffer stops reading while another sends `log_count` logs of
@@ -498,6 +499,42 @@ async fn stop_reading_then_catch_up(log_count: usize, log_bytes: usize) {
         pongs.windows(2).all(|w| w[0] < w[1]),
         "pongs out of order: {pongs:?}"
     );
+}
+
+/// A small broadcast may go straight to the socket of a device waiting for one; a large one
+/// always goes through the device's queue. A small one sent right after a large one must still
+/// arrive second.
+#[tokio::test]
+async fn large_and_small_logs_reach_a_waiting_device_in_the_order_sent() {
+    const PAIRS: usize = 20;
+    let (_p, mut dev) = start(&[]).await;
+    let (chatty, _) = dev.connect().await;
+    let (mut reader, _) = dev.connect().await;
+    let big = "b".repeat(20 * 1024);
+    let (mut sink, mut chatty_rx) = chatty.split();
+    for i in 0..PAIRS {
+        for text in [format!("large {i} {big}"), format!("small {i}")] {
+            let message = log_message("Mixed", "info", &text);
+            sink.feed(Message::text(message.to_string())).await.expect("feed");
+        }
+    }
+    sink.flush().await.expect("one write");
+    let (_, at_reader) = within("every log at both devices", async {
+        tokio::join!(
+            expect_logs(&mut chatty_rx, 2 * PAIRS),
+            expect_logs(&mut reader, 2 * PAIRS)
+        )
+    })
+    .await;
+    let labels: Vec<String> = at_reader
+        .iter()
+        .map(|text| text.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let sent: Vec<String> = (0..PAIRS)
+        .flat_map(|i| [format!("large {i}"), format!("small {i}")])
+        .collect();
+    assert_eq!(labels, sent);
+    assert_none_closed(&mut dev);
 }
 
 /// A device waiting for broadcasts lets them write to its socket directly; a ping it sends

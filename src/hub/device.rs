@@ -182,6 +182,11 @@ pub async fn serve(
                 close_signal.request(CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
             }
             Step::Queued(Some(frame)) => {
+                // Only a half-written frame is in flight at a wake-up, and it is first in the queue.
+                debug_assert!(
+                    in_flight.is_none(),
+                    "a queued frame would overtake the one in flight"
+                );
                 // tungstenite may hold a pong or close answer; it must reach the wire first. A
                 // device that takes nothing for the client timeout is gone (as for raw writes).
                 if !tungstenite_clean {

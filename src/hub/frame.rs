@@ -113,7 +113,8 @@ impl RawFrame {
     }
 
     /// Writes as much as the socket takes without waiting; returns true when the frame is
-    /// complete (false: the socket is full, try again when it is writable).
+    /// complete (false: the socket takes no more now, or tokio has not yet seen it writable;
+    /// try again when it is writable).
     pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<bool> {
         while !self.is_done() {
             let slices = self.remaining();

@@ -139,7 +139,7 @@ impl Hub {
         }
     }
 
-    /// Serializes `message` once and queues the same bytes for every authenticated device.
+    /// Serializes `message` once and sends the same bytes to every authenticated device.
     /// A `core:build-complete` is also remembered for devices that connect later.
     pub fn broadcast(&self, message: &CoreMessage) -> usize {
         let bytes = Utf8Bytes::from(message.encode());
@@ -151,7 +151,7 @@ impl Hub {
         }
     }
 
-    /// Queues already-encoded bytes for every authenticated device.
+    /// Sends already-encoded bytes to every authenticated device.
     pub fn broadcast_encoded(&self, bytes: &Utf8Bytes) -> usize {
         self.inner.registry.broadcast(bytes)
     }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frame::RawFrame;
-use super::wire::{Sent, Wire, DIRECT_MAX};
+use super::wire::{Wire, DIRECT_MAX};
 use crate::protocol::{close, ApkInfo};
 use crate::session::unix_ms;
 
@@ -176,6 +176,8 @@ pub struct ClientSnapshot {
 pub struct ClientEntry {
     pub info: Arc<ClientInfo>,
     pub wire: Arc<Wire>,
+    /// Written to only through [`Wire::send_or_queue`] once registered (the greeting goes in
+    /// before the device's task runs): that keeps a direct write from overtaking a queued one.
     pub queue: mpsc::Sender<RawFrame>,
     pub close: CloseSignal,
 }
@@ -224,8 +226,9 @@ impl Registry {
         inner.clients.len()
     }
 
-    /// Queues the same bytes for every device; a device whose queue is full is closed with 1013
-    /// and dropped, so it can't slow the others. Returns how many devices got the message.
+    /// Sends the same bytes to every device (see [`broadcast_locked`]); a device whose queue is
+    /// full is closed with 1013 and dropped, so it can't slow the others. Returns how many
+    /// devices got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
         let (delivered, full) = broadcast_locked(&mut self.lock(), bytes);
         warn_too_slow(&full, "can't keep up (its queue is full)");
@@ -337,13 +340,9 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>
     let shared = inner.clients.len().saturating_sub(DIRECT_TAIL);
     let mut index = 0;
     inner.clients.retain(|id, entry| {
-        let hand_off = !small || (index < shared && index % workers != 0);
+        let direct = small && (index >= shared || index % workers == 0);
         index += 1;
-        let sent = if hand_off {
-            entry.queue.try_send(frame.clone()).map(|()| Sent::Queued)
-        } else {
-            entry.wire.send_or_queue(frame.clone(), &entry.queue)
-        };
+        let sent = entry.wire.send_or_queue(frame.clone(), &entry.queue, direct);
         match sent {
             Ok(sent) => {
                 if sent.wrote_some() {

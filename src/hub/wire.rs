@@ -88,17 +88,23 @@ impl Wire {
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A broadcast's write: directly if the gate is open, otherwise (and for whatever the socket
-    /// doesn't take at once) through `queue`. A write error is left for the task to meet: the
-    /// frame is queued, and the task's own write fails and closes the connection.
+    /// A broadcast's write: directly if `direct` and the gate is open, otherwise (and for
+    /// whatever the socket doesn't take at once) through `queue`. Every message for the device
+    /// is queued here, under the gate's lock: queuing shuts an open gate, so a later message
+    /// can't be written directly past one still queued, and the task, parking, sees it. A write
+    /// error is left for the task to meet: the frame is queued, and the task's own write fails
+    /// and closes the connection.
     pub fn send_or_queue(
         &self,
         mut frame: RawFrame,
         queue: &mpsc::Sender<RawFrame>,
+        direct: bool,
     ) -> Result<Sent, mpsc::error::TrySendError<RawFrame>> {
         let mut gate = self.gate();
-        if *gate != Gate::Open {
-            // Under the gate's lock: the task, parking, sees this message in its queue.
+        if !direct || *gate != Gate::Open {
+            if *gate == Gate::Open {
+                *gate = Gate::Task; // the task wakes for the queued message and takes it anyway
+            }
             return queue.try_send(frame).map(|()| Sent::Queued);
         }
         if let Ok(true) = frame.try_write(&self.stream) {
@@ -110,7 +116,8 @@ impl Wire {
             (Gate::Task, Sent::Queued)
         };
         *gate = next;
-        // The gate was open, so the queue is empty and has room.
+        // The gate was open, so the queue is empty and has room (only a task that is gone
+        // refuses it).
         queue.try_send(frame).map(|()| sent)
     }
 
@@ -220,7 +227,10 @@ mod tests {
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let addr = listener.local_addr().expect("addr");
         let (peer, accepted) = tokio::join!(socket.connect(addr), listener.accept());
-        (Wire::new(accepted.expect("accept").0), peer.expect("connect"))
+        let wire = Wire::new(accepted.expect("accept").0);
+        // Until tokio has seen the socket writable, its `try_write` doesn't even try.
+        wire.stream().writable().await.expect("writable");
+        (wire, peer.expect("connect"))
     }
 
     fn numbered(i: usize) -> RawFrame {
@@ -252,26 +262,48 @@ mod tests {
         let (wire, _peer) = pair().await;
         let (queue, mut rx) = mpsc::channel(8);
         assert_eq!(
-            wire.send_or_queue(numbered(0), &queue).expect("room"),
+            wire.send_or_queue(numbered(0), &queue, true).expect("room"),
             Sent::Queued
         );
         wire.open(|| rx.is_empty());
         assert_eq!(
-            wire.send_or_queue(numbered(1), &queue).expect("room"),
+            wire.send_or_queue(numbered(1), &queue, true).expect("room"),
             Sent::Queued,
             "something was queued: the gate stays shut"
         );
         while rx.try_recv().is_ok() {}
         wire.open(|| rx.is_empty());
         assert_eq!(
-            wire.send_or_queue(numbered(2), &queue).expect("room"),
+            wire.send_or_queue(numbered(2), &queue, true).expect("room"),
             Sent::Direct
         );
         assert!(!wire.take(), "nothing half-written");
         assert_eq!(
-            wire.send_or_queue(numbered(3), &queue).expect("room"),
+            wire.send_or_queue(numbered(3), &queue, true).expect("room"),
             Sent::Queued
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_handed_to_the_task_shuts_the_gate_so_none_overtakes_it() {
+        let (wire, _peer) = pair().await;
+        let (queue, mut rx) = mpsc::channel(8);
+        wire.open(|| rx.is_empty());
+        // A DEX patch, say: always the task's to write.
+        assert_eq!(
+            wire.send_or_queue(numbered(0), &queue, false).expect("room"),
+            Sent::Queued
+        );
+        assert_eq!(
+            wire.send_or_queue(numbered(1), &queue, true).expect("room"),
+            Sent::Queued,
+            "a small message after it waits its turn"
+        );
+        assert!(!wire.take());
+        let order: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|frame| frame.payload_str()[..6].to_owned())
+            .collect();
+        assert_eq!(order, ["000000", "000001"]);
     }
 
     #[tokio::test]
@@ -282,17 +314,18 @@ mod tests {
         let mut next = 0;
         let last_direct = loop {
             wire.open(|| rx.is_empty());
-            let sent = wire.send_or_queue(numbered(next), &queue).expect("room");
+            let sent = wire.send_or_queue(numbered(next), &queue, true).expect("room");
             next += 1;
             if sent != Sent::Direct {
                 break sent;
             }
             assert!(next < 10_000, "the socket never filled up");
         };
+        assert!(next > 1, "some frames went out whole first");
         assert_eq!(wire.take(), last_direct == Sent::Partly);
         // Meanwhile the gate is the task's: the next broadcast queues behind the rest.
         assert_eq!(
-            wire.send_or_queue(numbered(next), &queue).expect("room"),
+            wire.send_or_queue(numbered(next), &queue, true).expect("room"),
             Sent::Queued
         );
         let reader = tokio::spawn(async move {
