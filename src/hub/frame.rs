@@ -19,38 +19,63 @@ const FIN_TEXT: u8 = 0x81;
 /// Progress is recorded after every completed write, so a [`RawFrame::write_some`] future can
 /// be dropped at any await point and the frame resumed (or finished before a close frame)
 /// without corrupting the stream.
+///
+/// The header is worked out from the payload's length when it is written rather than stored:
+/// every device's queue holds its frames in blocks of 32, and 40 bytes a frame instead of 64 is
+/// about 0.8 KB less per device.
 #[derive(Debug, Clone)]
 pub struct RawFrame {
-    header: [u8; 10],
-    header_len: usize,
     payload: Bytes,
     written: usize,
+}
+
+/// A text frame's header: FIN + opcode, then the payload length in the shortest encoding.
+struct Header {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl Header {
+    fn for_payload(len: usize) -> Self {
+        let mut bytes = [0u8; 10];
+        bytes[0] = FIN_TEXT;
+        let header_len = header_len(len);
+        match header_len {
+            2 => bytes[1] = len as u8,
+            4 => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        Self {
+            bytes,
+            len: header_len,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn header_len(payload_len: usize) -> usize {
+    if payload_len < 126 {
+        2
+    } else if payload_len <= usize::from(u16::MAX) {
+        4
+    } else {
+        10
+    }
 }
 
 impl RawFrame {
     /// A single-frame text message carrying `payload` (already valid UTF-8).
     pub fn text(payload: Bytes) -> Self {
-        let mut header = [0u8; 10];
-        header[0] = FIN_TEXT;
-        let len = payload.len();
-        let header_len = if len < 126 {
-            header[1] = len as u8;
-            2
-        } else if let Ok(len16) = u16::try_from(len) {
-            header[1] = 126;
-            header[2..4].copy_from_slice(&len16.to_be_bytes());
-            4
-        } else {
-            header[1] = 127;
-            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
-        Self {
-            header,
-            header_len,
-            payload,
-            written: 0,
-        }
+        Self { payload, written: 0 }
     }
 
     /// The frame as if `written` bytes of it had reached a socket, for tests.
@@ -67,7 +92,7 @@ impl RawFrame {
     }
 
     fn total(&self) -> usize {
-        self.header_len + self.payload.len()
+        header_len(self.payload.len()) + self.payload.len()
     }
 
     /// Bytes of the frame already on the socket.
@@ -85,21 +110,22 @@ impl RawFrame {
         self.written > 0 && !self.is_done()
     }
 
-    /// What is left to write: the rest of the header, the rest of the payload.
-    fn remaining(&self) -> [IoSlice<'_>; 2] {
-        let (header, payload) = if self.written < self.header_len {
-            (&self.header[self.written..self.header_len], &self.payload[..])
+    /// What is left to write, given the frame's `header`: the rest of it, the rest of the payload.
+    fn remaining<'a>(&'a self, header: &'a Header) -> [IoSlice<'a>; 2] {
+        let (header, payload) = if self.written < header.len {
+            (&header.as_slice()[self.written..], &self.payload[..])
         } else {
-            (&[][..], &self.payload[self.written - self.header_len..])
+            (&[][..], &self.payload[self.written - header.len..])
         };
         [IoSlice::new(header), IoSlice::new(payload)]
     }
 
     /// Waits until the socket takes some of the frame; returns true when the frame is complete.
     pub async fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        let header = Header::for_payload(self.payload.len());
         while !self.is_done() {
             stream.writable().await?;
-            match stream.try_write_vectored(&self.remaining()) {
+            match stream.try_write_vectored(&self.remaining(&header)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.written += n;
@@ -116,9 +142,9 @@ impl RawFrame {
     /// complete (false: the socket takes no more now, or tokio has not yet seen it writable;
     /// try again when it is writable).
     pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        let header = Header::for_payload(self.payload.len());
         while !self.is_done() {
-            let slices = self.remaining();
-            match stream.try_write_vectored(&slices) {
+            match stream.try_write_vectored(&self.remaining(&header)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -145,8 +171,13 @@ mod tests {
     use super::*;
 
     fn header_of(len: usize) -> Vec<u8> {
-        let frame = RawFrame::text(Bytes::from(vec![b'a'; len]));
-        frame.header[..frame.header_len].to_vec()
+        Header::for_payload(len).as_slice().to_vec()
+    }
+
+    #[test]
+    fn a_queued_frame_is_small() {
+        // Each device's queue holds frames in blocks of 32; see the type's doc.
+        assert!(std::mem::size_of::<RawFrame>() <= 40);
     }
 
     #[test]
@@ -182,7 +213,7 @@ mod tests {
         frame.finish(&server).await.unwrap();
         drop(server);
         let wire = reader.await.unwrap();
-        assert_eq!(&wire[..10], &frame.header[..10]);
+        assert_eq!(&wire[..10], Header::for_payload(payload.len()).as_slice());
         assert!(
             wire[10..] == *payload.as_bytes(),
             "payload arrives whole and in order"
