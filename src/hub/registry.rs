@@ -29,9 +29,12 @@ pub const RELAY_HEADROOM: usize = 64;
 /// draining, however slowly, gets the log (a queue that is full is closed as for any broadcast).
 pub const RELAY_STALL: Duration = Duration::from_millis(500);
 /// The last devices of a broadcast that the broadcasting thread writes to itself, however many
-/// workers there are: tasks woken this late would only queue behind the ones woken before
-/// them, while this thread is about to be free. About a millisecond of writes on loopback.
-pub const DIRECT_TAIL: usize = 128;
+/// workers there are, are one in this many. A device's own task costs a little more per write
+/// than a direct write (waking and polling it), so the other workers' backlog grows with the
+/// number of devices; tasks woken at the end would only queue behind it while this thread is
+/// about to be free. Measured (BENCHMARKS.md): with 1000 devices a tail of 128 beat none, and
+/// with 100 devices a tail of one in eight beat writing to all 100 directly.
+pub const DIRECT_TAIL_SHARE: usize = 8;
 
 /// Why and how a connection should end. The first request wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,7 +331,7 @@ impl Registry {
 /// ([`Wire::send_or_queue`]); but one thread writing to a thousand sockets leaves the runtime's
 /// other workers idle. So of every `workers` devices, all but one are queued for their own
 /// tasks, which the other workers run meanwhile, and this thread writes to the one; the last
-/// [`DIRECT_TAIL`] it writes to itself (see there). Large messages (a DEX patch) are always
+/// [`DIRECT_TAIL_SHARE`] it writes to itself (see there). Large messages (a DEX patch) are always
 /// queued: each device's task writes its own copy, and the lock is not held for long.
 fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>) {
     let mut delivered = 0;
@@ -337,7 +340,8 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>
     let frame = RawFrame::text(bytes.clone().into());
     let small = bytes.len() <= DIRECT_MAX;
     let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-    let shared = inner.clients.len().saturating_sub(DIRECT_TAIL);
+    let count = inner.clients.len();
+    let shared = count - count / DIRECT_TAIL_SHARE;
     let mut index = 0;
     inner.clients.retain(|id, entry| {
         let direct = small && (index >= shared || index % workers == 0);
