@@ -331,8 +331,8 @@ impl Registry {
 /// ([`Wire::send_or_queue`]); but one thread writing to a thousand sockets leaves the runtime's
 /// other workers idle. So of every `workers` devices, all but one are queued for their own
 /// tasks, which the other workers run meanwhile, and this thread writes to the one; the last
-/// [`DIRECT_TAIL_SHARE`] it writes to itself (see there). Large messages (a DEX patch) are always
-/// queued: each device's task writes its own copy, and the lock is not held for long.
+/// devices (one in [`DIRECT_TAIL_SHARE`]) it writes to itself. Large messages (a DEX patch) are
+/// always queued: each device's task writes its own copy, and the lock is not held for long.
 fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>) {
     let mut delivered = 0;
     let mut full = Vec::new();
