@@ -4,8 +4,8 @@
 //! parked with nothing of its own to write, instead of queuing it and waking the task: with a
 //! thousand devices that is a thousand task wake-ups and polls saved per message, and the first
 //! device gets the message before the last one is even queued. Everything else (a device that
-//! is behind, large messages, pings, pongs, the close handshake) goes through the task and its
-//! queue, as before.
+//! is behind, large messages, the devices a broadcast hands to the runtime's other workers, pings,
+//! pongs, the close handshake) goes through the task and its queue, as before.
 //!
 //! Who may write is decided by the [`Gate`], under its lock. The task takes the socket back
 //! whenever it wakes up, and opens it again only when it parks with its queue empty and nothing
