@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use jetstart::cli::{Cli, Command};
 use jetstart::config::Config;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How long exit waits for queued output: a reader that stopped reading must not keep the
 /// process alive.
@@ -94,12 +97,18 @@ fn init_tracing(verbose: u8, quiet: u8) {
         std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,jetstart={level},jetstart_rs={level}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // tungstenite logs every frame's payload and every message at TRACE, a device's
+    // `client:connect` and its token included: never, whatever RUST_LOG asks for.
+    let no_payloads = filter_fn(|meta| {
+        *meta.level() < tracing::Level::TRACE
+            || !(meta.target().starts_with("tungstenite") || meta.target().starts_with("tokio_tungstenite"))
+    });
+    let output = tracing_subscriber::fmt::layer()
         // Blanks the build spinner's line before each log line.
         .with_writer(jetstart::term::output::stderr)
         .with_ansi(use_color)
         .without_time()
         .with_target(false)
-        .init();
+        .with_filter(filter.and(no_payloads));
+    tracing_subscriber::registry().with(output).init();
 }

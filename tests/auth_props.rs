@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use jetstart::hub::auth::{verdict, FirstFrame, Verdict};
+use jetstart::hub::auth::{verdict, FirstFrame, UrlToken, Verdict};
 use jetstart::protocol::close::{AUTH_REQUIRED, WRONG_SESSION, WRONG_TOKEN};
 use jetstart::protocol::ClientMessage;
 use jetstart::session::SessionStore;
@@ -64,7 +64,7 @@ fn as_received(value: &Value) -> Value {
 }
 
 fn actual(text: &str) -> Expected {
-    match verdict(FirstFrame::Text(text), &STORE) {
+    match verdict(FirstFrame::Text(text), &UrlToken::Absent, &STORE) {
         Verdict::Accept {
             session_id,
             device_info,
@@ -310,7 +310,7 @@ proptest! {
             FirstFrame::Closed, FirstFrame::Failed, FirstFrame::TimedOut,
         ])
     ) {
-        let code = match verdict(kind, &STORE) {
+        let code = match verdict(kind, &UrlToken::Absent, &STORE) {
             Verdict::Reject(r) => Some(r.code),
             Verdict::Wait | Verdict::Drop => None,
             Verdict::Accept { .. } => panic!("accepted a {kind:?}"),
@@ -345,5 +345,76 @@ proptest! {
                              "deviceInfo": device_info});
         let text = message.to_string();
         prop_assert_eq!(actual(&text), expected_for(&text));
+    }
+}
+
+/// A credential as it may be presented: absent, right, empty, or some other string.
+#[derive(Debug, Clone)]
+enum Presented {
+    Absent,
+    Right,
+    Empty,
+    Other(String),
+}
+
+impl Presented {
+    fn value(&self) -> Option<String> {
+        match self {
+            Self::Absent => None,
+            Self::Right => Some(real_token()),
+            Self::Empty => Some(String::new()),
+            Self::Other(s) => Some(s.clone()),
+        }
+    }
+}
+
+fn presented() -> impl Strategy<Value = Presented> {
+    prop_oneof![
+        Just(Presented::Absent),
+        Just(Presented::Right),
+        Just(Presented::Empty),
+        "[A-Za-z0-9]{0,24}".prop_map(Presented::Other),
+    ]
+}
+
+proptest! {
+    /// The token in the URL (JetStart's runtime) and in the message: the session is checked
+    /// first; then the token is right only if one place carries the real token and the other
+    /// carries none or the same (an empty message token counts as none).
+    #[test]
+    fn url_and_message_tokens_combine_as_documented(
+        right_session in any::<bool>(),
+        in_message in presented(),
+        in_url in presented(),
+    ) {
+        let session_id = if right_session { real_id() } else { "wrong-id".to_owned() };
+        let mut message = json!({"type": "client:connect", "sessionId": session_id,
+                                 "clientType": "test-app"});
+        if let Some(token) = in_message.value() {
+            message["token"] = json!(token);
+        }
+        let url = match in_url.value() {
+            None => UrlToken::Absent,
+            Some(token) => UrlToken::Present(token),
+        };
+        let message_token = in_message.value().filter(|t| !t.is_empty());
+        let presented = match (message_token, in_url.value()) {
+            (None, url) => url,
+            (message, None) => message,
+            (Some(m), Some(u)) => (m == u).then_some(m),
+        };
+        let want = if !right_session {
+            Some(WRONG_SESSION)
+        } else if presented != Some(real_token()) {
+            Some(WRONG_TOKEN)
+        } else {
+            None
+        };
+        let got = match verdict(FirstFrame::Text(&message.to_string()), &url, &STORE) {
+            Verdict::Reject(r) => Some(r.code),
+            Verdict::Accept { .. } => None,
+            other => panic!("unexpected {other:?}"),
+        };
+        prop_assert_eq!(got, want);
     }
 }

@@ -25,7 +25,10 @@ async fn session_file_has_the_credentials_escaped_private_and_gone_after_sigterm
     let expected: Vec<(&str, String)> = vec![
         ("httpUrl", format!("http://127.0.0.1:{}", r.http_port)),
         ("projectName", name.to_owned()),
-        ("serverUrl", format!("ws://127.0.0.1:{}", r.ws_port)),
+        (
+            "serverUrl",
+            format!("ws://127.0.0.1:{}/?token={}", r.ws_port, r.token),
+        ),
         ("sessionId", r.session_id.clone()),
         ("token", r.token.clone()),
     ];
@@ -310,7 +313,10 @@ async fn marker_block_round_trip(crlf: bool) {
     );
     let eol = if crlf { "\r\n" } else { "\n" };
     let expected_body: String = [
-        ("JETSTART_SERVER_URL", format!("ws://127.0.0.1:{}", r.ws_port)),
+        (
+            "JETSTART_SERVER_URL",
+            format!("ws://127.0.0.1:{}/?token={}", r.ws_port, r.token),
+        ),
         ("JETSTART_SESSION_ID", r.session_id.clone()),
         ("JETSTART_TOKEN", r.token.clone()),
         ("JETSTART_HTTP_URL", format!("http://127.0.0.1:{}", r.http_port)),

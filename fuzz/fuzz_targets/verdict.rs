@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use jetstart::hub::auth::{verdict, FirstFrame, Verdict};
+use jetstart::hub::auth::{verdict, FirstFrame, UrlToken, Verdict};
 use jetstart::protocol::close;
 use jetstart::session::SessionStore;
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         5 => FirstFrame::TimedOut,
         _ => FirstFrame::Text(&text),
     };
-    let outcome = verdict(first, &STORE);
+    let outcome = verdict(first, &UrlToken::Absent, &STORE);
     let FirstFrame::Text(text) = first else {
         let code = match outcome {
             Verdict::Reject(r) => Some(r.code),

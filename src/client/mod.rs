@@ -83,7 +83,11 @@ impl Target {
                 .cloned()
                 .with_context(|| format!("the session file has no {key}"))
         };
-        let ws_url = get("serverUrl")?;
+        // `ws://host:port/?token=…`: the query (the token, which this tool sends in its
+        // `client:connect` instead) is cut off, so the URL can be printed.
+        let server_url = get("serverUrl")?;
+        let ws_url = server_url.split(['?', '#']).next().unwrap_or_default();
+        let ws_url = ws_url.strip_suffix('/').unwrap_or(ws_url).to_owned();
         if !ws_url.starts_with("ws://") && !ws_url.starts_with("wss://") {
             bail!("serverUrl {ws_url:?} is not a ws:// URL");
         }
@@ -136,6 +140,12 @@ mod tests {
         assert_eq!(target.session_id, "abcd1234");
         assert_eq!(target.token, "T0k");
         assert_eq!(target.project_name, "Café app");
+        let with_token = text.replace("8766\n", "8766/?token\\=T0k\n");
+        let target = Target::from_properties(&with_token).expect("valid");
+        assert_eq!(
+            target.ws_url, "ws://10.0.0.2:8766",
+            "the URL's token is not kept for printing"
+        );
         let missing = Target::from_properties("serverUrl=ws://h:1\nsessionId=s\n").unwrap_err();
         assert!(format!("{missing:#}").contains("token"));
     }

@@ -48,11 +48,14 @@ impl Fields<'_> {
     }
 }
 
-/// `ws://<host>:<wsPort>` and `http://<host>:<port>`, with IPv6 hosts in brackets.
-pub fn urls(host: &str, http_port: u16, ws_port: u16) -> (String, String) {
+/// `ws://<host>:<wsPort>/?token=<token>` and `http://<host>:<port>`, with IPv6 hosts in
+/// brackets. The token rides in the WebSocket URL because JetStart's in-app runtime connects to
+/// `JETSTART_SERVER_URL` exactly as written and sends no token of its own (tokens are base62, so
+/// they need no escaping in a query).
+pub fn urls(host: &str, http_port: u16, ws_port: u16, token: &str) -> (String, String) {
     let host = url_host(host);
     (
-        format!("ws://{host}:{ws_port}"),
+        format!("ws://{host}:{ws_port}/?token={token}"),
         format!("http://{host}:{http_port}"),
     )
 }
@@ -69,7 +72,7 @@ fn marker_file(project_dir: &Path) -> PathBuf {
 /// warning, so a read-only build file doesn't stop the server.
 pub fn write_session(server: &Server, session: &Session) -> Result<()> {
     let config = &server.config;
-    let (server_url, http_url) = urls(&config.host, server.http_port, server.ws_port);
+    let (server_url, http_url) = urls(&config.host, server.http_port, server.ws_port, &session.token);
     session_file::write(
         &config.project_dir,
         &session_file::Contents {
@@ -115,17 +118,20 @@ mod tests {
     #[test]
     fn urls_bracket_ipv6_hosts() {
         assert_eq!(
-            urls("192.168.1.5", 8765, 8766),
+            urls("192.168.1.5", 8765, 8766, "Tok3n"),
             (
-                "ws://192.168.1.5:8766".to_owned(),
+                "ws://192.168.1.5:8766/?token=Tok3n".to_owned(),
                 "http://192.168.1.5:8765".to_owned()
             )
         );
         assert_eq!(
-            urls("fe80::1", 1, 2),
-            ("ws://[fe80::1]:2".to_owned(), "http://[fe80::1]:1".to_owned())
+            urls("fe80::1", 1, 2, "t"),
+            (
+                "ws://[fe80::1]:2/?token=t".to_owned(),
+                "http://[fe80::1]:1".to_owned()
+            )
         );
-        assert_eq!(urls("laptop.local", 1, 2).0, "ws://laptop.local:2");
+        assert_eq!(urls("laptop.local", 1, 2, "t").0, "ws://laptop.local:2/?token=t");
     }
 
     #[test]

@@ -6,7 +6,64 @@
 use serde_json::Value;
 
 use crate::protocol::{close, ClientMessage};
-use crate::session::{AuthError, SessionStore};
+use crate::session::{ct_eq, AuthError, SessionStore};
+
+/// The `token` query parameter of the upgrade request (`ws://host:port/?token=…`): how JetStart's
+/// in-app runtime authenticates, since its `client:connect` carries only the session id. It is a
+/// credential like the message's `token` field and is never logged.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum UrlToken {
+    /// No `token` parameter.
+    #[default]
+    Absent,
+    /// Exactly one `token` value (repeated identical values count as one).
+    Present(String),
+    /// Several different `token` values: no credential can be read from it.
+    Conflicting,
+}
+
+impl UrlToken {
+    /// Reads the `token` parameter from a request URI's query string (percent-decoded).
+    pub fn from_query(query: Option<&str>) -> Self {
+        let mut found = Self::Absent;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if key != "token" {
+                continue;
+            }
+            found = match found {
+                Self::Absent => Self::Present(value.into_owned()),
+                Self::Present(first) if first == value => Self::Present(first),
+                _ => Self::Conflicting,
+            };
+        }
+        found
+    }
+}
+
+impl std::fmt::Debug for UrlToken {
+    // Hand-written so that no `{:?}` can ever put the token in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Absent => "Absent",
+            Self::Present(_) => "Present(<redacted>)",
+            Self::Conflicting => "Conflicting",
+        })
+    }
+}
+
+/// The token a device presents: the message's, the URL's, or both if they are equal. `Err` when
+/// both are given and differ, or the URL is ambiguous: that is a wrong token (4002), whatever
+/// the real one is. An empty message token counts as none.
+fn presented_token<'a>(message: Option<&'a str>, url: &'a UrlToken) -> Result<Option<&'a str>, ()> {
+    let message = message.filter(|t| !t.is_empty());
+    match (message, url) {
+        (_, UrlToken::Conflicting) => Err(()),
+        (message, UrlToken::Absent) => Ok(message),
+        (None, UrlToken::Present(url)) => Ok(Some(url)),
+        (Some(message), UrlToken::Present(url)) if ct_eq(message, url) => Ok(Some(message)),
+        (Some(_), UrlToken::Present(_)) => Err(()),
+    }
+}
 
 /// What an unauthenticated socket delivered first (or that nothing came in time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +120,9 @@ pub enum Verdict {
 /// Decides the fate of an unauthenticated socket from its first frame (SPEC §4): binary, a
 /// message that is not `client:connect`, malformed JSON or no message in time → 4003; too big
 /// → 1009; a wrong or missing `sessionId` → 4001, else a wrong or missing `token` → 4002
-/// (both compared in constant time by [`SessionStore::authenticate`]).
-pub fn verdict(first: FirstFrame<'_>, sessions: &SessionStore) -> Verdict {
+/// (both compared in constant time by [`SessionStore::authenticate`]). The token may come from
+/// the message or from the URL (`url_token`); if both carry one they must be equal.
+pub fn verdict(first: FirstFrame<'_>, url_token: &UrlToken, sessions: &SessionStore) -> Verdict {
     let text = match first {
         FirstFrame::Text(text) => text,
         FirstFrame::Control => return Verdict::Wait,
@@ -85,7 +143,9 @@ pub fn verdict(first: FirstFrame<'_>, sessions: &SessionStore) -> Verdict {
     else {
         return Verdict::Reject(Rejection::AUTH_REQUIRED);
     };
-    match sessions.authenticate(session_id.as_deref(), token.as_deref()) {
+    // A mismatch presents no token: the session is still checked first (4001), then 4002.
+    let token = presented_token(token.as_deref(), url_token).unwrap_or(None);
+    match sessions.authenticate(session_id.as_deref(), token) {
         Ok(session) => Verdict::Accept {
             session_id: session.id.clone(),
             device_info: device_info.unwrap_or(Value::Null),
@@ -108,7 +168,7 @@ mod tests {
     use super::*;
 
     fn code(first: FirstFrame<'_>, sessions: &SessionStore) -> Option<u16> {
-        match verdict(first, sessions) {
+        match verdict(first, &UrlToken::Absent, sessions) {
             Verdict::Reject(r) => Some(r.code),
             _ => None,
         }
@@ -117,9 +177,18 @@ mod tests {
     #[test]
     fn non_text_first_frames() {
         let store = SessionStore::new();
-        assert_eq!(verdict(FirstFrame::Control, &store), Verdict::Wait);
-        assert_eq!(verdict(FirstFrame::Closed, &store), Verdict::Drop);
-        assert_eq!(verdict(FirstFrame::Failed, &store), Verdict::Drop);
+        assert_eq!(
+            verdict(FirstFrame::Control, &UrlToken::Absent, &store),
+            Verdict::Wait
+        );
+        assert_eq!(
+            verdict(FirstFrame::Closed, &UrlToken::Absent, &store),
+            Verdict::Drop
+        );
+        assert_eq!(
+            verdict(FirstFrame::Failed, &UrlToken::Absent, &store),
+            Verdict::Drop
+        );
         assert_eq!(code(FirstFrame::Binary, &store), Some(4003));
         assert_eq!(code(FirstFrame::TimedOut, &store), Some(4003));
         assert_eq!(code(FirstFrame::TooBig, &store), Some(1009));
@@ -157,7 +226,7 @@ mod tests {
         let right = json!({"type": "client:connect", "sessionId": s.id, "token": s.token,
                            "deviceInfo": {"model": "Pixel"}});
         assert_eq!(
-            verdict(FirstFrame::Text(&text(right)), &store),
+            verdict(FirstFrame::Text(&text(right)), &UrlToken::Absent, &store),
             Verdict::Accept {
                 session_id: s.id.clone(),
                 device_info: json!({"model": "Pixel"})
@@ -165,7 +234,7 @@ mod tests {
         );
         let bare = json!({"type": "client:connect", "sessionId": s.id, "token": s.token});
         assert!(matches!(
-            verdict(FirstFrame::Text(&text(bare)), &store),
+            verdict(FirstFrame::Text(&text(bare)), &UrlToken::Absent, &store),
             Verdict::Accept {
                 device_info: Value::Null,
                 ..
@@ -173,16 +242,89 @@ mod tests {
         ));
     }
 
+    /// JetStart's runtime: the token in the URL, a `client:connect` with only the session id.
+    #[test]
+    fn the_token_may_come_from_the_url() {
+        let store = SessionStore::new();
+        let s = store.current();
+        let runtime =
+            json!({"type": "client:connect", "sessionId": s.id, "clientType": "test-app"}).to_string();
+        let with_url = |url: &UrlToken, text: &str| match verdict(FirstFrame::Text(text), url, &store) {
+            Verdict::Reject(r) => Some(r.code),
+            _ => None,
+        };
+        let right = UrlToken::Present(s.token.clone());
+        let wrong = UrlToken::Present("x".repeat(22));
+        assert_eq!(with_url(&right, &runtime), None, "URL token accepted");
+        assert_eq!(with_url(&wrong, &runtime), Some(4002));
+        assert_eq!(
+            with_url(&UrlToken::Absent, &runtime),
+            Some(4002),
+            "no token anywhere"
+        );
+        assert_eq!(with_url(&UrlToken::Conflicting, &runtime), Some(4002));
+        let foreign = json!({"type": "client:connect", "sessionId": "nope"}).to_string();
+        assert_eq!(
+            with_url(&right, &foreign),
+            Some(4001),
+            "the session is checked first"
+        );
+
+        let both =
+            |token: &str| json!({"type": "client:connect", "sessionId": s.id, "token": token}).to_string();
+        assert_eq!(
+            with_url(&right, &both(&s.token)),
+            None,
+            "equal tokens in both places"
+        );
+        assert_eq!(
+            with_url(&wrong, &both(&s.token)),
+            Some(4002),
+            "URL and message differ"
+        );
+        assert_eq!(with_url(&right, &both("y")), Some(4002), "URL and message differ");
+        assert_eq!(
+            with_url(&right, &both("")),
+            None,
+            "an empty message token counts as none"
+        );
+        let Verdict::Reject(r) = verdict(FirstFrame::Text(&runtime), &wrong, &store) else {
+            panic!("rejected")
+        };
+        assert!(r.is_wrong_credentials(), "URL failures feed the back-off");
+    }
+
+    #[test]
+    fn url_tokens_are_read_from_the_query() {
+        assert_eq!(UrlToken::from_query(None), UrlToken::Absent);
+        assert_eq!(UrlToken::from_query(Some("")), UrlToken::Absent);
+        assert_eq!(UrlToken::from_query(Some("tok=1")), UrlToken::Absent);
+        assert_eq!(
+            UrlToken::from_query(Some("a=1&token=Zk%33+x")),
+            UrlToken::Present("Zk3 x".to_owned())
+        );
+        assert_eq!(
+            UrlToken::from_query(Some("token=a&token=a")),
+            UrlToken::Present("a".to_owned())
+        );
+        assert_eq!(
+            UrlToken::from_query(Some("token=a&token=b")),
+            UrlToken::Conflicting
+        );
+        let debug = format!("{:?}", UrlToken::from_query(Some("token=secret")));
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
     #[test]
     fn only_credential_failures_count_as_guesses() {
         let store = SessionStore::new();
         let wrong = json!({"type": "client:connect", "sessionId": "x"}).to_string();
-        let Verdict::Reject(r) = verdict(FirstFrame::Text(&wrong), &store) else {
+        let Verdict::Reject(r) = verdict(FirstFrame::Text(&wrong), &UrlToken::Absent, &store) else {
             panic!("rejected")
         };
         assert!(r.is_wrong_credentials());
         for first in [FirstFrame::Binary, FirstFrame::TimedOut, FirstFrame::TooBig] {
-            let Verdict::Reject(r) = verdict(first, &store) else {
+            let Verdict::Reject(r) = verdict(first, &UrlToken::Absent, &store) else {
                 panic!("rejected")
             };
             assert!(!r.is_wrong_credentials());

@@ -13,9 +13,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::auth::{self, FirstFrame, Verdict};
+use super::auth::{self, FirstFrame, UrlToken, Verdict};
 use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
-use super::handshake::OriginCheck;
+use super::handshake::UpgradeCheck;
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
 use super::wire::{Socket, Wire, WireIo};
 use super::Hub;
@@ -37,9 +37,11 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
     // One deadline covers the HTTP upgrade and the first message, so a slow-loris can't hold
     // a slot longer than --auth-timeout.
     let deadline = Instant::now() + settings.auth_timeout;
-    let check = OriginCheck {
+    let mut url_token = UrlToken::Absent;
+    let check = UpgradeCheck {
         advertised_host: &settings.advertised_host,
         allowed: &settings.allowed_origins,
+        url_token: &mut url_token,
     };
     let io = WireIo(Wire::new(stream));
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, Some(socket_config()));
@@ -60,7 +62,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    if let Some((ws, client)) = authenticate(&hub, ws, addr, deadline).await {
+    if let Some((ws, client)) = authenticate(&hub, ws, addr, &url_token, deadline).await {
         run(&hub, ws, client).await;
     }
 }
@@ -78,6 +80,7 @@ async fn authenticate(
     hub: &Hub,
     mut ws: Socket,
     addr: SocketAddr,
+    url_token: &UrlToken,
     deadline: Instant,
 ) -> Option<(Socket, Accepted)> {
     let verdict = loop {
@@ -103,7 +106,7 @@ async fn authenticate(
                 FirstFrame::Failed
             }
         };
-        match auth::verdict(first, &hub.inner.session) {
+        match auth::verdict(first, url_token, &hub.inner.session) {
             Verdict::Wait => continue, // ping/pong: keep waiting for the first real message
             verdict => break verdict,
         }

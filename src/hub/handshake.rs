@@ -1,4 +1,5 @@
-//! Checks made before a socket is upgraded: the browser `Origin` rule and the connection limit.
+//! Checks made before a socket is upgraded: the browser `Origin` rule and the connection limit;
+//! and the one thing kept from the request, a token in its URL.
 
 use std::time::Duration;
 
@@ -6,6 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
+
+use super::auth::UrlToken;
 
 /// How long a refused connection (server full) may take to send its request and read the answer.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,14 +50,18 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// tungstenite handshake callback refusing foreign browser origins with HTTP 403.
-pub struct OriginCheck<'a> {
+/// tungstenite handshake callback refusing foreign browser origins with HTTP 403, and keeping
+/// the URL's `token` parameter for authentication. Nothing else of the request (whose URI may
+/// hold that token) is kept or logged.
+pub struct UpgradeCheck<'a> {
     pub advertised_host: &'a str,
     pub allowed: &'a [String],
+    pub url_token: &'a mut UrlToken,
 }
 
-impl Callback for OriginCheck<'_> {
+impl Callback for UpgradeCheck<'_> {
     fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        *self.url_token = UrlToken::from_query(request.uri().query());
         let Some(origin) = request.headers().get("origin") else {
             // No Origin: not a browser (the Android app, a CLI); the token does the guarding.
             return Ok(response);
