@@ -586,9 +586,8 @@ async fn fanout(binary: &Path, clients: usize, builds: Builds, rounds: usize) ->
         collected
             .with_context(|| format!("round {round}: {} of {clients} devices reached", times.len()))??;
         let tool_ms = if hot {
-            server.event("dex-reload").await?["compileMs"]
-                .as_f64()
-                .unwrap_or(0.0)
+            let event = server.event("dex-reload").await?;
+            event["compileMs"].as_f64().unwrap_or(0.0) + event["dexMs"].as_f64().unwrap_or(0.0)
         } else {
             server.event("build-complete").await?;
             0.0

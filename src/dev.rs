@@ -43,6 +43,11 @@ impl Dev {
         let Self { server, http, ws } = self;
         let session = server.session.current();
         crate::gradle::write_session(&server, &session)?;
+        // For builds that apply gradle/jetstart.gradle (a custom --build-cmd): it applies this
+        // script when present. Builds run by `dev` itself install it again before each build.
+        if let Err(e) = crate::gradle::capture::install(&server.config.project_dir) {
+            tracing::debug!("could not write the hot-inputs scripts: {e:#}");
+        }
 
         let stop = tokio_util::sync::CancellationToken::new();
         let builder = crate::build::spawn(server.clone(), stop.clone());

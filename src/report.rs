@@ -78,10 +78,14 @@ pub enum Event {
     DexReload {
         class_names: Vec<String>,
         bytes: usize,
+        /// Devices the patch was sent to.
+        devices: usize,
         /// Save to broadcast, tools included.
         duration_ms: u64,
-        /// Time spent in kotlinc and d8.
+        /// Time spent in the Kotlin compiler.
         compile_ms: u64,
+        /// Time spent in d8.
+        dex_ms: u64,
     },
     #[serde(rename_all = "camelCase")]
     SessionRotated {
@@ -265,15 +269,15 @@ fn log_human(event: &Event) {
             tracing::error!("build failed after {}: {error}", ms(*duration_ms));
         }
         Event::DexReload {
-            class_names,
-            bytes,
+            devices,
             duration_ms,
+            compile_ms,
+            dex_ms,
             ..
         } => {
             tracing::info!(
-                "hot reload sent in {}: {} class(es), {bytes} bytes of DEX",
-                ms(*duration_ms),
-                class_names.len()
+                "hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms})",
+                if *devices == 1 { "" } else { "s" }
             );
         }
     }

@@ -17,6 +17,7 @@ use super::apk;
 use super::process::{self, Exit, Tail};
 use super::progress::{phase_of, task_name, Pacer, Progress};
 use crate::config::Config;
+use crate::gradle::capture;
 use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
 use crate::report::{BuildKind, Event};
 use crate::server::{Artifact, Server};
@@ -47,10 +48,12 @@ impl BuildCommand {
         if project.join("gradlew").is_file() {
             return Some(Self::Wrapper);
         }
-        super::hot::which("gradle").map(Self::Gradle)
+        super::tools::which("gradle").map(Self::Gradle)
     }
 
-    fn command(&self, project: &Path) -> Command {
+    /// The command to run; `init_script` is passed to Gradle (never to a custom command, which
+    /// may not be Gradle at all).
+    fn command(&self, project: &Path, init_script: Option<&Path>) -> Command {
         let mut cmd = match self {
             Self::Custom(line) => {
                 let mut cmd = Command::new("sh");
@@ -58,7 +61,7 @@ impl BuildCommand {
                 cmd
             }
             // Through `sh` when a wrapper was checked out without its executable bit.
-            Self::Wrapper if !super::hot::is_executable(&project.join("gradlew")) => {
+            Self::Wrapper if !super::tools::is_executable(&project.join("gradlew")) => {
                 let mut cmd = Command::new("sh");
                 cmd.arg("./gradlew");
                 cmd
@@ -68,6 +71,9 @@ impl BuildCommand {
         };
         if !matches!(self, Self::Custom(_)) {
             cmd.args(["assembleDebug", "--console=plain"]);
+            if let Some(script) = init_script {
+                cmd.arg("--init-script").arg(script);
+            }
         }
         cmd.current_dir(project);
         cmd
@@ -80,6 +86,21 @@ impl BuildCommand {
             Self::Gradle(_) => "gradle assembleDebug --console=plain".to_owned(),
         }
     }
+}
+
+/// Installs the scripts that record the app's compile inputs for the hot path and returns the
+/// init script to pass to Gradle; `None` for a custom command (its builds record them only
+/// through `gradle/jetstart.gradle`) or when `.jetstart/` can't be written (said, and the build
+/// goes on without).
+fn record_hot_inputs(command: &BuildCommand, project: &Path) -> Option<PathBuf> {
+    if matches!(command, BuildCommand::Custom(_)) {
+        return None;
+    }
+    capture::install(project)
+        .inspect_err(|e| {
+            tracing::warn!("hot reload will compile without the app's Gradle settings: {e:#}");
+        })
+        .ok()
 }
 
 /// The build command, or `None` after saying "builds are off" (once per run: `off_said` is set
@@ -157,8 +178,9 @@ pub async fn run(
         }
     };
     let deadline = started + config.build_timeout;
+    let init_script = record_hot_inputs(&command, project);
     let finished = tokio::select! {
-        finished = process::run(command.command(project), deadline, cancel, on_line) => finished,
+        finished = process::run(command.command(project, init_script.as_deref()), deadline, cancel, on_line) => finished,
         never = send_kept(&pacer, &kept, send) => match never {},
     };
     let elapsed = started.elapsed();

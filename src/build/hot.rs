@@ -1,5 +1,13 @@
-//! The hot path: changed `.kt` files → `kotlinc` → `d8` → one `classes.dex` for devices.
+//! The hot path: changed `.kt` files → the Kotlin compiler → d8 → one `classes.dex` for devices.
+//!
+//! With the app's recorded compile inputs ([`super::inputs`]) a file compiles exactly as Gradle
+//! compiled the app: the same compiler version (run from its recorded classpath on a JVM), the
+//! compiler plugins (Compose) with their options, the classpath, `jvmTarget`, module name and
+//! free arguments; d8 gets the app's `minSdk`, boot classpath and classpath. Without them (no full
+//! build recorded yet, or a Gradle file changed since) it falls back to `kotlinc`, the SDK's
+//! `android.jar` and whatever the last build left under `app/build/`.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -7,56 +15,186 @@ use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::inputs::{HotInputs, Unusable};
 use super::process::{self, Exit, Finished};
+use super::tools::Found;
 
-/// The tools the hot path needs. Found anew for each batch: installing an SDK while the server
-/// runs is picked up without a restart.
-#[derive(Debug, Clone)]
-pub struct Toolchain {
-    pub kotlinc: PathBuf,
+/// The Kotlin compiler's command-line entry point, as the `kotlinc` script and Gradle run it.
+pub const K2JVM_COMPILER: &str = "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler";
+
+/// How one batch is compiled and dexed: the command lines without the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The compiler's program and leading arguments: `kotlinc`, or `java -cp … K2JVMCompiler`.
+    pub compiler: Vec<OsString>,
+    /// Arguments before the sources and `-d`.
+    pub compile_args: Vec<OsString>,
     pub d8: PathBuf,
-    pub android_jar: PathBuf,
+    /// Arguments before `--output` and the class files.
+    pub d8_args: Vec<OsString>,
+    /// Why the app's recorded inputs are not (fully) used; `None` when they are.
+    pub degraded: Option<String>,
 }
 
-impl Toolchain {
-    /// `kotlinc` from `PATH` or `$KOTLIN_HOME/bin`, `d8` from the highest
-    /// `$ANDROID_HOME/build-tools/<version>` or `PATH`, `android.jar` from the highest
-    /// `$ANDROID_HOME/platforms/android-<n>`. `Err` says which is missing.
-    pub fn discover() -> Result<Self> {
-        let sdk = std::env::var_os("ANDROID_HOME")
-            .or_else(|| std::env::var_os("ANDROID_SDK_ROOT"))
-            .map(PathBuf::from);
-        let kotlinc = which("kotlinc")
-            .or_else(|| {
-                let home = PathBuf::from(std::env::var_os("KOTLIN_HOME")?);
-                Some(home.join("bin/kotlinc")).filter(|p| is_executable(p))
-            })
-            .context("kotlinc not found on PATH or in $KOTLIN_HOME/bin")?;
-        let d8 = sdk
-            .as_deref()
-            .and_then(|sdk| highest(&sdk.join("build-tools"), |name| Some(name.to_owned())))
-            .map(|dir| dir.join("d8"))
-            .filter(|p| is_executable(p))
-            .or_else(|| which("d8"))
-            .context("d8 not found in $ANDROID_HOME/build-tools/<version> or on PATH")?;
-        let android_jar = sdk
-            .as_deref()
-            .and_then(|sdk| {
-                highest(&sdk.join("platforms"), |name| {
-                    name.strip_prefix("android-")
-                        .filter(|n| n.parse::<u64>().is_ok())
-                        .map(str::to_owned)
-                })
-            })
-            .map(|dir| dir.join("android.jar"))
-            .filter(|p| p.is_file())
-            .context("android.jar not found in $ANDROID_HOME/platforms/android-<n>")?;
-        Ok(Self {
-            kotlinc,
-            d8,
-            android_jar,
-        })
+/// The plan for this project, or why there is no hot path (every missing tool named).
+pub fn plan(found: &Found, inputs: Result<&HotInputs, &Unusable>, project: &Path) -> Result<Plan, String> {
+    match inputs {
+        Ok(inputs) => plan_recorded(found, inputs),
+        Err(why) => plan_discovered(found, project, why),
     }
+}
+
+fn plan_recorded(found: &Found, inputs: &HotInputs) -> Result<Plan, String> {
+    let mut degraded = None;
+    let compiler = match (&found.java, &found.kotlinc) {
+        (Some(java), _) if !inputs.compiler_classpath.is_empty() => vec![
+            java.clone().into_os_string(),
+            "-cp".into(),
+            join_paths(&inputs.compiler_classpath)?,
+            K2JVM_COMPILER.into(),
+        ],
+        (_, Some(kotlinc)) => {
+            degraded = Some(if inputs.compiler_classpath.is_empty() {
+                "the record names no compiler, so kotlinc compiles".to_owned()
+            } else {
+                "java not found ($JAVA_HOME/bin or PATH), so kotlinc compiles instead of the app's \
+                 Kotlin compiler"
+                    .to_owned()
+            });
+            vec![kotlinc.clone().into_os_string()]
+        }
+        (_, None) => {
+            return Err(if inputs.compiler_classpath.is_empty() {
+                "kotlinc not found ($KOTLIN_HOME/bin or PATH)".to_owned()
+            } else {
+                "java not found ($JAVA_HOME/bin or PATH) to run the app's Kotlin compiler".to_owned()
+            })
+        }
+    };
+    let boot: Vec<PathBuf> = if inputs.boot_classpath.is_empty() {
+        found.android_jar.iter().cloned().collect()
+    } else {
+        inputs.boot_classpath.clone()
+    };
+    let d8 = match (&found.d8, boot.is_empty()) {
+        (Some(d8), false) => d8.clone(),
+        (d8, _) => {
+            let mut missing = Vec::new();
+            if d8.is_none() {
+                missing.push("d8 ($ANDROID_HOME/build-tools/<version> or PATH)");
+            }
+            if boot.is_empty() {
+                missing.push("android.jar ($ANDROID_HOME/platforms/android-<n>)");
+            }
+            return Err(format!("{} not found", missing.join(" and ")));
+        }
+    };
+
+    // The app's own classes first (a changed file refers to the rest of the app), then its
+    // libraries, then the boot classpath where the libraries don't hold it already.
+    let mut classpath: Vec<PathBuf> = inputs.outputs.clone();
+    classpath.extend(inputs.classpath.iter().cloned());
+    for jar in &boot {
+        if !classpath.contains(jar) {
+            classpath.push(jar.clone());
+        }
+    }
+    // Gradle always passes these: the stdlib comes from the libraries, of the app's version.
+    let mut args: Vec<OsString> = vec!["-no-stdlib".into(), "-no-reflect".into()];
+    if inputs.no_jdk {
+        args.push("-no-jdk".into());
+    }
+    if let Some(target) = &inputs.jvm_target {
+        args.extend(["-jvm-target".into(), target.into()]);
+    }
+    if let Some(module) = &inputs.module_name {
+        args.extend(["-module-name".into(), module.into()]);
+    }
+    args.extend(["-classpath".into(), join_paths(&classpath)?]);
+    // `internal` declarations of the rest of the module stay visible.
+    let friends: Vec<&PathBuf> = inputs.outputs.iter().chain(&inputs.friend_paths).collect();
+    if !friends.is_empty() {
+        args.push(comma_list("-Xfriend-paths=", &friends)?);
+    }
+    for jar in &inputs.plugin_classpath {
+        args.push(comma_list("-Xplugin=", &[jar])?);
+    }
+    for option in &inputs.plugin_options {
+        args.extend(["-P".into(), option.into()]);
+    }
+    args.extend(inputs.free_compiler_args.iter().map(OsString::from));
+
+    let mut d8_args: Vec<OsString> = Vec::new();
+    if let Some(min_sdk) = inputs.min_sdk {
+        d8_args.extend(["--min-api".into(), min_sdk.to_string().into()]);
+    }
+    for jar in &boot {
+        d8_args.extend(["--lib".into(), jar.clone().into_os_string()]);
+    }
+    // For desugaring (default and static interface methods below API 24), as AGP does.
+    for entry in inputs.outputs.iter().chain(&inputs.classpath) {
+        if !boot.contains(entry) && entry.exists() {
+            d8_args.extend(["--classpath".into(), entry.clone().into_os_string()]);
+        }
+    }
+    Ok(Plan {
+        compiler,
+        compile_args: args,
+        d8,
+        d8_args,
+        degraded,
+    })
+}
+
+fn plan_discovered(found: &Found, project: &Path, why: &Unusable) -> Result<Plan, String> {
+    let (Some(kotlinc), Some(d8), Some(android_jar)) = (&found.kotlinc, &found.d8, &found.android_jar) else {
+        let missing: Vec<&str> = [
+            (found.kotlinc.is_none(), "kotlinc ($KOTLIN_HOME/bin or PATH)"),
+            (
+                found.d8.is_none(),
+                "d8 ($ANDROID_HOME/build-tools/<version> or PATH)",
+            ),
+            (
+                found.android_jar.is_none(),
+                "android.jar ($ANDROID_HOME/platforms/android-<n>)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(missing, what)| missing.then_some(what))
+        .collect();
+        return Err(format!("{} not found", missing.join(", ")));
+    };
+    let mut classpath = vec![android_jar.clone()];
+    classpath.extend(app_classpath(&project.join("app/build")));
+    Ok(Plan {
+        compiler: vec![kotlinc.clone().into_os_string()],
+        compile_args: vec!["-cp".into(), join_paths(&classpath)?],
+        d8: d8.clone(),
+        d8_args: vec!["--lib".into(), android_jar.clone().into_os_string()],
+        degraded: Some(why.to_string()),
+    })
+}
+
+fn join_paths(paths: &[PathBuf]) -> Result<OsString, String> {
+    std::env::join_paths(paths).map_err(|_| "a classpath entry contains ':'".to_owned())
+}
+
+/// `<flag><a>,<b>…`; the compiler splits these values on commas.
+fn comma_list(flag: &str, paths: &[&PathBuf]) -> Result<OsString, String> {
+    let mut out = OsString::from(flag);
+    for (i, path) in paths.iter().enumerate() {
+        if path.as_os_str().to_string_lossy().contains(',') {
+            return Err(format!(
+                "{} contains ',', which {flag} cannot carry",
+                path.display()
+            ));
+        }
+        if i > 0 {
+            out.push(",");
+        }
+        out.push(path.as_os_str());
+    }
+    Ok(out)
 }
 
 /// A compiled patch ready for `core:dex-reload`.
@@ -64,11 +202,16 @@ impl Toolchain {
 pub struct DexPatch {
     pub dex: Vec<u8>,
     pub class_names: Vec<String>,
+    /// Time in the Kotlin compiler.
+    pub compile: std::time::Duration,
+    /// Time in d8.
+    pub dex_time: std::time::Duration,
 }
 
-/// Compiles `files` and dexes the result. Any `Err` means "do a full build instead".
+/// Compiles `files` and dexes the result. Any `Err` means "do a full build instead"; its text
+/// is one line for the user (the compiler's first error, say).
 pub async fn compile(
-    tools: &Toolchain,
+    plan: &Plan,
     project: &Path,
     files: &[PathBuf],
     deadline: Instant,
@@ -83,30 +226,34 @@ pub async fn compile(
     std::fs::create_dir_all(&classes)?;
     std::fs::create_dir_all(&dex_dir)?;
 
-    let mut classpath = vec![tools.android_jar.clone()];
-    classpath.extend(app_classpath(&project.join("app/build")));
-    let mut kotlinc = Command::new(&tools.kotlinc);
+    let started = Instant::now();
+    let (program, lead) = plan.compiler.split_first().context("no compiler")?;
+    let mut kotlinc = Command::new(program);
     kotlinc
         .current_dir(project)
+        .args(lead)
+        .args(&plan.compile_args)
         .args(files)
         .arg("-d")
-        .arg(&classes)
-        .arg("-cp")
-        .arg(std::env::join_paths(&classpath).context("a classpath entry contains ':'")?);
-    check("kotlinc", process::run(kotlinc, deadline, cancel, |_| {}).await?)?;
+        .arg(&classes);
+    check(
+        "the Kotlin compiler",
+        project,
+        process::run(kotlinc, deadline, cancel, |_| {}).await?,
+    )?;
+    let compiled = Instant::now();
 
     let class_files = class_files(&classes);
     if class_files.is_empty() {
-        bail!("kotlinc produced no class files");
+        bail!("the Kotlin compiler produced no class files");
     }
-    let mut d8 = Command::new(&tools.d8);
+    let mut d8 = Command::new(&plan.d8);
     d8.current_dir(project)
-        .arg("--lib")
-        .arg(&tools.android_jar)
+        .args(&plan.d8_args)
         .arg("--output")
         .arg(&dex_dir)
         .args(&class_files);
-    check("d8", process::run(d8, deadline, cancel, |_| {}).await?)?;
+    check("d8", project, process::run(d8, deadline, cancel, |_| {}).await?)?;
 
     let dex_path = dex_dir.join("classes.dex");
     let dex = std::fs::read(&dex_path).context("d8 produced no classes.dex")?;
@@ -114,27 +261,47 @@ pub async fn compile(
         .iter()
         .filter_map(|f| class_name(&classes, f))
         .collect();
-    Ok(DexPatch { dex, class_names })
+    Ok(DexPatch {
+        dex,
+        class_names,
+        compile: compiled - started,
+        dex_time: compiled.elapsed(),
+    })
 }
 
-/// Turns a tool run into `Err` with the useful part of its output unless it succeeded.
-fn check(tool: &str, done: Finished) -> Result<()> {
+/// Turns a tool run into `Err` with its first error line unless it succeeded.
+fn check(tool: &str, project: &Path, done: Finished) -> Result<()> {
     if done.success() {
         return Ok(());
     }
     match &done.exit {
         Exit::TimedOut => bail!("{tool} ran past --build-timeout"),
         Exit::Cancelled => bail!("server stopping"),
-        Exit::Exited(status) => {
-            let errors: Vec<&str> = done
-                .tail
-                .lines()
-                .filter(|l| l.starts_with("e: ") || l.contains("error"))
-                .take(5)
-                .collect();
-            bail!("{tool} failed ({status}): {}", errors.join(" | "))
-        }
+        Exit::Exited(status) => match first_error(&done.tail.text(), project) {
+            Some(error) => bail!("{error}"),
+            None => bail!("{tool} failed ({status})"),
+        },
     }
+}
+
+/// Longest error line shown: a whole compiler message, not a stack trace.
+const MAX_ERROR_CHARS: usize = 240;
+
+/// The first error line of compiler or d8 output (`e: …`, `…: error: …`, `Error: …`), with the
+/// project's path taken off file names.
+pub fn first_error(output: &str, project: &Path) -> Option<String> {
+    let line = output.lines().map(str::trim).find(|l| {
+        l.starts_with("e: ") || l.contains(": error: ") || l.starts_with("error: ") || l.starts_with("Error")
+    })?;
+    let mut prefix = project.display().to_string();
+    prefix.push('/');
+    let line = line.replace(&format!("file://{prefix}"), "").replace(&prefix, "");
+    Some(if line.chars().count() > MAX_ERROR_CHARS {
+        let cut: String = line.chars().take(MAX_ERROR_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        line
+    })
 }
 
 /// The app's compiled classes and dependency jars under `app/build/` (when it was built once),
@@ -158,25 +325,19 @@ fn app_classpath(app_build: &Path) -> Vec<PathBuf> {
             });
         }
     }
-    let mut stack = vec![app_build.join("intermediates")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "jar") {
-                out.push(path);
-            }
-        }
-    }
+    out.extend(files_with_extension(&app_build.join("intermediates"), "jar"));
     out
 }
 
 /// Every `.class` file under `dir`, sorted.
 fn class_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = files_with_extension(dir, "class");
+    found.sort();
+    found
+}
+
+/// Every file under `dir` whose extension is `ext`.
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -187,12 +348,11 @@ fn class_files(dir: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "class") {
+            } else if path.extension().is_some_and(|e| e == ext) {
                 found.push(path);
             }
         }
     }
-    found.sort();
     found
 }
 
@@ -206,46 +366,145 @@ pub fn class_name(root: &Path, file: &Path) -> Option<String> {
     Some(text.replace(std::path::MAIN_SEPARATOR, "."))
 }
 
-/// The entry of `dir` with the highest version in its name, as `key` reads it
-/// (`34.0.0` > `33.0.2`, `android-34` > `android-9`).
-fn highest(dir: &Path, key: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            Some((version_key(&key(&name)?), e.path()))
-        })
-        .max()
-        .map(|(_, path)| path)
-}
-
-/// `35.0.0-rc1` → `[35, 0, 0, 1]`-ish: numbers compared as numbers.
-fn version_key(text: &str) -> Vec<u64> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// The first executable `name` on `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-/// True for a file with an executable bit.
-pub fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    fn found() -> Found {
+        Found {
+            kotlinc: Some("/k/bin/kotlinc".into()),
+            d8: Some("/sdk/build-tools/34.0.0/d8".into()),
+            android_jar: Some("/sdk/platforms/android-34/android.jar".into()),
+            java: Some("/jdk/bin/java".into()),
+        }
+    }
+
+    fn recorded() -> HotInputs {
+        HotInputs {
+            format: 1,
+            compiler_classpath: vec!["/c/compiler.jar".into(), "/c/stdlib.jar".into()],
+            plugin_classpath: vec!["/p/compose.jar".into()],
+            plugin_options: vec![
+                "plugin:androidx.compose.compiler.plugins.kotlin:sourceInformation=true".into(),
+            ],
+            free_compiler_args: vec!["-Xjvm-default=all".into()],
+            classpath: vec!["/l/ui.jar".into(), "/sdk/platforms/android-34/android.jar".into()],
+            outputs: vec!["/o/kotlin-classes/debug".into()],
+            jvm_target: Some("17".into()),
+            module_name: Some("app_debug".into()),
+            no_jdk: true,
+            min_sdk: Some(24),
+            boot_classpath: vec!["/sdk/platforms/android-34/android.jar".into()],
+            ..HotInputs::default()
+        }
+    }
+
+    #[test]
+    fn a_recorded_compile_is_reproduced() {
+        let plan = plan(&found(), Ok(&recorded()), Path::new("/project")).expect("plan");
+        assert_eq!(
+            strings(&plan.compiler),
+            [
+                "/jdk/bin/java",
+                "-cp",
+                "/c/compiler.jar:/c/stdlib.jar",
+                K2JVM_COMPILER
+            ]
+        );
+        assert_eq!(
+            strings(&plan.compile_args),
+            [
+                "-no-stdlib",
+                "-no-reflect",
+                "-no-jdk",
+                "-jvm-target",
+                "17",
+                "-module-name",
+                "app_debug",
+                "-classpath",
+                "/o/kotlin-classes/debug:/l/ui.jar:/sdk/platforms/android-34/android.jar",
+                "-Xfriend-paths=/o/kotlin-classes/debug",
+                "-Xplugin=/p/compose.jar",
+                "-P",
+                "plugin:androidx.compose.compiler.plugins.kotlin:sourceInformation=true",
+                "-Xjvm-default=all",
+            ]
+        );
+        // Entries that don't exist are not handed to d8 (these paths don't).
+        assert_eq!(
+            strings(&plan.d8_args),
+            [
+                "--min-api",
+                "24",
+                "--lib",
+                "/sdk/platforms/android-34/android.jar"
+            ]
+        );
+        assert_eq!(plan.degraded, None);
+    }
+
+    #[test]
+    fn without_a_jvm_the_recorded_settings_still_go_to_kotlinc() {
+        let tools = Found {
+            java: None,
+            ..found()
+        };
+        let plan = plan(&tools, Ok(&recorded()), Path::new("/p")).expect("plan");
+        assert_eq!(strings(&plan.compiler), ["/k/bin/kotlinc"]);
+        assert!(strings(&plan.compile_args).contains(&"-Xplugin=/p/compose.jar".to_owned()));
+        assert!(plan.degraded.is_some_and(|d| d.contains("java not found")));
+        let nothing = Found {
+            java: None,
+            kotlinc: None,
+            ..found()
+        };
+        let why = super::plan(&nothing, Ok(&recorded()), Path::new("/p")).unwrap_err();
+        assert!(why.contains("java not found"), "{why}");
+    }
+
+    #[test]
+    fn without_a_record_kotlinc_and_the_sdk_are_used_and_every_missing_tool_is_named() {
+        let plan = plan(&found(), Err(&Unusable::Missing), Path::new("/nonexistent")).expect("plan");
+        assert_eq!(strings(&plan.compiler), ["/k/bin/kotlinc"]);
+        assert_eq!(
+            strings(&plan.compile_args),
+            ["-cp", "/sdk/platforms/android-34/android.jar"]
+        );
+        assert_eq!(
+            strings(&plan.d8_args),
+            ["--lib", "/sdk/platforms/android-34/android.jar"]
+        );
+        assert!(plan
+            .degraded
+            .is_some_and(|d| d.contains("no .jetstart/hot-inputs.json")));
+
+        let why = super::plan(&Found::default(), Err(&Unusable::Missing), Path::new("/p")).unwrap_err();
+        assert!(
+            why.contains("kotlinc") && why.contains("d8") && why.contains("android.jar"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_first_error_line_is_kept_without_the_project_path() {
+        let output = "warning: something\n\
+                      /work/app/src/main/java/A.kt:3:5: error: unresolved reference: foo\n\
+                      /work/app/src/main/java/A.kt:4:5: error: unresolved reference: bar\n";
+        assert_eq!(
+            first_error(output, Path::new("/work")).as_deref(),
+            Some("app/src/main/java/A.kt:3:5: error: unresolved reference: foo")
+        );
+        let gradle_style = "e: file:///work/app/B.kt:1:1 Expecting a top level declaration\n";
+        assert_eq!(
+            first_error(gradle_style, Path::new("/work")).as_deref(),
+            Some("e: app/B.kt:1:1 Expecting a top level declaration")
+        );
+        assert_eq!(first_error("all fine\n", Path::new("/work")), None);
+    }
 
     #[test]
     fn class_names_come_from_class_files() {
@@ -260,29 +519,5 @@ mod tests {
         );
         assert_eq!(class_name(root, Path::new("/tmp/c/META-INF/x.class")), None);
         assert_eq!(class_name(root, Path::new("/tmp/c/com/x/Foo.kt")), None);
-    }
-
-    #[test]
-    fn highest_versions_are_numeric() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for name in [
-            "9.0.0",
-            "34.0.0",
-            "33.0.2",
-            "35.0.0-rc1",
-            "android-9",
-            "android-34",
-            "android-UpsideDownCake",
-        ] {
-            std::fs::create_dir(dir.path().join(name)).expect("mkdir");
-        }
-        let build_tools = highest(dir.path(), |n| (!n.starts_with("android")).then(|| n.to_owned()));
-        assert_eq!(build_tools, Some(dir.path().join("35.0.0-rc1")));
-        let platform = highest(dir.path(), |n| {
-            n.strip_prefix("android-")
-                .filter(|n| n.parse::<u64>().is_ok())
-                .map(str::to_owned)
-        });
-        assert_eq!(platform, Some(dir.path().join("android-34")));
     }
 }

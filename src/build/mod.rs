@@ -8,12 +8,14 @@
 pub mod apk;
 pub mod gradle;
 pub mod hot;
+pub mod inputs;
 pub mod process;
 pub mod progress;
+pub mod tools;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use tokio::sync::mpsc;
@@ -109,6 +111,7 @@ async fn schedule(
     devices.mark_changed();
     let mut pending = Pending::default();
     let mut running: Option<Running> = None;
+    let notes = Arc::new(HotNotes::default());
 
     loop {
         tokio::select! {
@@ -153,7 +156,13 @@ async fn schedule(
             let job = std::mem::take(&mut pending);
             let cancel = stop.child_token();
             let full = job.is_full();
-            let handle = tokio::spawn(build(server.clone(), job, off_said.clone(), cancel.clone()));
+            let handle = tokio::spawn(build(
+                server.clone(),
+                job,
+                off_said.clone(),
+                notes.clone(),
+                cancel.clone(),
+            ));
             running = Some(Running { handle, cancel, full });
         }
     }
@@ -173,31 +182,83 @@ async fn finished(running: &mut Option<Running>) -> Result<(), tokio::task::Join
     }
 }
 
+/// What was last said about how the hot path compiles: a reason that holds save after save
+/// (no record yet, a tool missing) is said once, and again only when it changes.
+#[derive(Debug, Default)]
+struct HotNotes {
+    last: Mutex<Option<String>>,
+}
+
+impl HotNotes {
+    /// True if `note` differs from the note said last; it becomes the last either way.
+    fn is_new(&self, note: &str) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.as_deref() == Some(note) {
+            return false;
+        }
+        *last = Some(note.to_owned());
+        true
+    }
+}
+
 /// One job: the hot path when it applies and works, otherwise a full build.
-async fn build(server: Arc<Server>, job: Pending, off_said: Arc<AtomicBool>, cancel: CancellationToken) {
+async fn build(
+    server: Arc<Server>,
+    job: Pending,
+    off_said: Arc<AtomicBool>,
+    notes: Arc<HotNotes>,
+    cancel: CancellationToken,
+) {
     let project = server.config.project_dir.clone();
     let files: Vec<String> = job.batch.files.iter().map(|f| relative(&project, f)).collect();
     if !job.is_full() {
         if !server.config.hot_reload {
             tracing::debug!("hot reload is off (--no-hot-reload): full build");
         } else {
-            match hot::Toolchain::discover() {
-                Ok(tools) => match hot_reload(&server, &tools, &job.batch, files.clone(), &cancel).await {
-                    Ok(()) => return,
-                    Err(_) if cancel.is_cancelled() => return,
-                    Err(e) => tracing::warn!("hot reload failed, doing a full build instead: {e:#}"),
-                },
-                Err(e) => tracing::info!("no hot reload ({e:#}): full build"),
+            let found = hot_tools();
+            let recorded = inputs::load(&project);
+            match hot::plan(&found, recorded.as_ref(), &project) {
+                Ok(plan) => {
+                    say_how_hot_compiles(&notes, plan.degraded.as_deref());
+                    match hot_reload(&server, &plan, &job.batch, files.clone(), &cancel).await {
+                        Ok(()) => return,
+                        Err(_) if cancel.is_cancelled() => return,
+                        Err(e) => tracing::warn!("full build instead of hot reload: {e:#}"),
+                    }
+                }
+                Err(missing) => {
+                    if notes.is_new(&missing) {
+                        tracing::info!("no hot reload: {missing}; saved Kotlin files get a full build");
+                    }
+                }
             }
         }
     }
     gradle::run(&server, files, &cancel, &off_said).await;
 }
 
+/// The tools found on this machine (a blocking look at a few folders).
+fn hot_tools() -> tools::Found {
+    tools::Found::discover()
+}
+
+/// Says (once per change) whether the hot path compiles with the app's recorded Gradle settings.
+fn say_how_hot_compiles(notes: &HotNotes, degraded: Option<&str>) {
+    match degraded {
+        Some(why) if notes.is_new(why) => {
+            tracing::info!("hot reload compiles without the app's Gradle settings: {why}");
+        }
+        None if notes.is_new("") => {
+            tracing::info!("hot reload compiles as Gradle did (.jetstart/hot-inputs.json)");
+        }
+        _ => {}
+    }
+}
+
 /// Compiles the changed `.kt` files to DEX and sends them to every device.
 async fn hot_reload(
     server: &Server,
-    tools: &hot::Toolchain,
+    plan: &hot::Plan,
     batch: &Batch,
     files: Vec<String>,
     cancel: &CancellationToken,
@@ -209,9 +270,8 @@ async fn hot_reload(
     });
     let sources: Vec<_> = batch.files.iter().cloned().collect();
     let deadline = started + server.config.build_timeout;
-    let patch = hot::compile(tools, &server.config.project_dir, &sources, deadline, cancel).await?;
-    let compiled = Instant::now();
-    server.hub.broadcast(&CoreMessage::DexReload {
+    let patch = hot::compile(plan, &server.config.project_dir, &sources, deadline, cancel).await?;
+    let devices = server.hub.broadcast(&CoreMessage::DexReload {
         session_id: server.hub.session().id.clone(),
         dex_base64: base64::engine::general_purpose::STANDARD.encode(&patch.dex),
         class_names: patch.class_names.clone(),
@@ -219,8 +279,10 @@ async fn hot_reload(
     server.reporter.emit(Event::DexReload {
         class_names: patch.class_names,
         bytes: patch.dex.len(),
+        devices,
         duration_ms: millis(started.elapsed()),
-        compile_ms: millis(compiled - started),
+        compile_ms: millis(patch.compile),
+        dex_ms: millis(patch.dex_time),
     });
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Gradle integration: the BuildConfig session file, `init`, and JetStart's marker block.
 
 mod atomic;
+pub mod capture;
 pub mod escape;
 pub mod init;
 pub mod marker;

@@ -122,15 +122,20 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
         Event::DexReload {
             class_names,
             bytes,
+            devices,
             duration_ms,
-            ..
+            compile_ms,
+            dex_ms,
         } => (
             true,
             format!(
-                "hot reload sent: {} class(es), {} of DEX {}",
-                class_names.len(),
-                human_bytes(u64::try_from(*bytes).unwrap_or(u64::MAX)),
-                style.dim(&format!("in {}", ms(*duration_ms)))
+                "hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms}) {}",
+                if *devices == 1 { "" } else { "s" },
+                style.dim(&format!(
+                    "{} class(es), {} of DEX",
+                    class_names.len(),
+                    human_bytes(u64::try_from(*bytes).unwrap_or(u64::MAX)),
+                ))
             ),
         ),
         _ => return false,

@@ -192,3 +192,43 @@ pub async fn hanging_child(pidfile: &Path) -> i32 {
     })
     .await
 }
+
+/// The `lib/` folder of a real Kotlin compiler distribution (Debian's `kotlin` package, or the
+/// one `$KOTLIN_HOME` names), holding `kotlin-compiler.jar` and the Kotlin stdlib. `None` when
+/// there is none, unless `JETSTART_REQUIRE_REAL_TOOLS` is set (as CI does), where that fails
+/// the test: there, the tests that use it must run.
+pub fn real_kotlin_lib() -> Option<PathBuf> {
+    let kotlinc = std::env::var_os("KOTLIN_HOME")
+        .map(|home| PathBuf::from(home).join("bin/kotlinc"))
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("kotlinc"))
+                .find(|p| p.is_file())
+        });
+    let lib = kotlinc
+        .and_then(|k| std::fs::canonicalize(k).ok())
+        .and_then(|k| Some(k.parent()?.parent()?.join("lib")))
+        .filter(|lib| lib.join("kotlin-compiler.jar").is_file() && lib.join("kotlin-stdlib.jar").is_file());
+    if lib.is_none() {
+        assert!(
+            std::env::var_os("JETSTART_REQUIRE_REAL_TOOLS").is_none(),
+            "no real Kotlin compiler (kotlinc with lib/kotlin-compiler.jar): install Debian's \
+             `kotlin` package or set KOTLIN_HOME"
+        );
+        eprintln!("skipped: no real Kotlin compiler installed (apt-get install kotlin)");
+    }
+    lib
+}
+
+/// Every jar of a Kotlin distribution's `lib/`: the compiler's classpath, as its script has it.
+pub fn jars_in(lib: &Path) -> Vec<PathBuf> {
+    let mut jars: Vec<PathBuf> = std::fs::read_dir(lib)
+        .expect("read lib")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+        .collect();
+    jars.sort();
+    jars
+}
