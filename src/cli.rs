@@ -182,6 +182,12 @@ pub struct DevArgs {
     /// Always use full builds (no DEX hot reload).
     #[arg(long)]
     pub no_hot_reload: bool,
+    /// Compile each save in fresh compiler processes instead of the warm compile worker.
+    #[arg(long)]
+    pub no_compile_worker: bool,
+    /// Maximum heap of the compile worker's JVM (its -Xmx), e.g. 512m, 2g.
+    #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_heap)]
+    pub worker_heap: String,
     /// Don't build when the first device connects.
     #[arg(long)]
     pub no_initial_build: bool,
@@ -226,10 +232,54 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 300ms, 10s, 30m, 1h)"))
 }
 
+/// A JVM heap size as `-Xmx` takes it: a number of bytes with an optional k, m or g, at least
+/// 64m (the Kotlin compiler does not start in less).
+fn parse_heap(s: &str) -> Result<String, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&s[..at], c.to_ascii_lowercase()),
+        _ => (s, 'b'),
+    };
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(format!("{s:?} is not a heap size (use e.g. 512m or 2g)")),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{s:?} is not a heap size (use e.g. 512m or 2g)"))?;
+    if bytes < 64 << 20 {
+        return Err(format!("{s} is too small for the Kotlin compiler (at least 64m)"));
+    }
+    Ok(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn heap_sizes_are_what_the_jvm_takes() {
+        assert_eq!(parse_heap("1g").as_deref(), Ok("1g"));
+        assert_eq!(parse_heap("512M").as_deref(), Ok("512M"));
+        assert_eq!(parse_heap("1073741824").as_deref(), Ok("1073741824"));
+        for bad in [
+            "",
+            "g",
+            "1.5g",
+            "12x",
+            "-1g",
+            "1gb",
+            "1m",
+            "99999999999999999999g",
+        ] {
+            assert!(parse_heap(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

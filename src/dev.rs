@@ -50,7 +50,7 @@ impl Dev {
         }
 
         let stop = tokio_util::sync::CancellationToken::new();
-        let builder = crate::build::spawn(server.clone(), stop.clone());
+        let mut builder = crate::build::spawn(server.clone(), stop.clone());
         let expiry = tokio::spawn(crate::expiry::run(server.clone(), stop.clone()));
 
         let hub = server.hub.clone();
@@ -66,6 +66,7 @@ impl Dev {
 
         server.reporter.emit(server.ready_event());
         server.reporter.banner(&server.pairing(&session));
+        builder.server_ready();
 
         shutdown.await;
         tracing::info!("stopping");
@@ -79,7 +80,7 @@ impl Dev {
         // abort would not stop, and it must finish before the session file is removed below.
         let _ = tokio::join!(
             server.hub.shutdown(STOP_REASON),
-            tokio::time::timeout(part, builder),
+            tokio::time::timeout(part, builder.task),
             tokio::time::timeout(part, expiry),
             tokio::time::timeout(part, http_task),
         );

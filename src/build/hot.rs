@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::inputs::{HotInputs, Unusable};
 use super::process::{self, Exit, Finished};
 use super::tools::Found;
+use super::worker::{Failure, Job, Spec, Warm};
 
 /// The Kotlin compiler's command-line entry point, as the `kotlinc` script and Gradle run it.
 pub const K2JVM_COMPILER: &str = "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler";
@@ -27,6 +28,8 @@ pub const K2JVM_COMPILER: &str = "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler";
 pub struct Plan {
     /// The compiler's program and leading arguments: `kotlinc`, or `java -cp … K2JVMCompiler`.
     pub compiler: Vec<OsString>,
+    /// The jars of that compiler, for a compile worker to load (empty when unknown).
+    pub compiler_classpath: Vec<PathBuf>,
     /// Arguments before the sources and `-d`.
     pub compile_args: Vec<OsString>,
     pub d8: PathBuf,
@@ -46,6 +49,7 @@ pub fn plan(found: &Found, inputs: Result<&HotInputs, &Unusable>, project: &Path
 
 fn plan_recorded(found: &Found, inputs: &HotInputs) -> Result<Plan, String> {
     let mut degraded = None;
+    let mut compiler_classpath = inputs.compiler_classpath.clone();
     let compiler = match (&found.java, &found.kotlinc) {
         (Some(java), _) if !inputs.compiler_classpath.is_empty() => vec![
             java.clone().into_os_string(),
@@ -54,6 +58,7 @@ fn plan_recorded(found: &Found, inputs: &HotInputs) -> Result<Plan, String> {
             K2JVM_COMPILER.into(),
         ],
         (_, Some(kotlinc)) => {
+            compiler_classpath.clone_from(&found.kotlin_distribution);
             degraded = Some(if inputs.compiler_classpath.is_empty() {
                 "the record names no compiler, so kotlinc compiles".to_owned()
             } else {
@@ -139,6 +144,7 @@ fn plan_recorded(found: &Found, inputs: &HotInputs) -> Result<Plan, String> {
     }
     Ok(Plan {
         compiler,
+        compiler_classpath,
         compile_args: args,
         d8,
         d8_args,
@@ -168,6 +174,7 @@ fn plan_discovered(found: &Found, project: &Path, why: &Unusable) -> Result<Plan
     classpath.extend(app_classpath(&project.join("app/build")));
     Ok(Plan {
         compiler: vec![kotlinc.clone().into_os_string()],
+        compiler_classpath: found.kotlin_distribution.clone(),
         compile_args: vec!["-cp".into(), join_paths(&classpath)?],
         d8: d8.clone(),
         d8_args: vec!["--lib".into(), android_jar.clone().into_os_string()],
@@ -208,23 +215,77 @@ pub struct DexPatch {
     pub dex_time: std::time::Duration,
 }
 
-/// Compiles `files` and dexes the result. Any `Err` means "do a full build instead"; its text
-/// is one line for the user (the compiler's first error, say).
-pub async fn compile(
+/// The private folders of one batch: compiled classes, then `classes.dex`. Removed on drop.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("jetstart-hot-")
+            .tempdir()
+            .context("could not create a temporary folder")?;
+        std::fs::create_dir_all(dir.path().join("classes"))?;
+        std::fs::create_dir_all(dir.path().join("dex"))?;
+        Ok(Self { dir })
+    }
+
+    fn classes(&self) -> PathBuf {
+        self.dir.path().join("classes")
+    }
+
+    fn dex(&self) -> PathBuf {
+        self.dir.path().join("dex")
+    }
+
+    fn read_dex(&self) -> Result<Vec<u8>> {
+        std::fs::read(self.dex().join("classes.dex")).context("d8 produced no classes.dex")
+    }
+}
+
+/// Compiles and dexes `files` in the warm compile worker. `Failure::Broken` means "try the cold
+/// path"; any other failure, "do a full build instead".
+pub async fn compile_warm(
+    warm: &Warm,
+    spec: &Spec,
+    plan: &Plan,
+    project: &Path,
+    files: &[PathBuf],
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<DexPatch, Failure> {
+    let scratch = Scratch::new().map_err(|e| Failure::Broken(format!("{e:#}")))?;
+    let (classes, dex) = (scratch.classes(), scratch.dex());
+    let job = Job {
+        plan,
+        sources: files,
+        classes: &classes,
+        dex: &dex,
+    };
+    let compiled = warm.compile(spec, project, &job, deadline, cancel).await?;
+    let dex = scratch
+        .read_dex()
+        .map_err(|e| Failure::Broken(format!("{e:#}")))?;
+    Ok(DexPatch {
+        dex,
+        class_names: compiled.class_names,
+        compile: compiled.compile,
+        dex_time: compiled.dex_time,
+    })
+}
+
+/// Compiles `files` and dexes the result in fresh processes. Any `Err` means "do a full build
+/// instead"; its text is one line for the user (the compiler's first error, say).
+pub async fn compile_cold(
     plan: &Plan,
     project: &Path,
     files: &[PathBuf],
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<DexPatch> {
-    let work = tempfile::Builder::new()
-        .prefix("jetstart-hot-")
-        .tempdir()
-        .context("could not create a temporary folder")?;
-    let classes = work.path().join("classes");
-    let dex_dir = work.path().join("dex");
-    std::fs::create_dir_all(&classes)?;
-    std::fs::create_dir_all(&dex_dir)?;
+    let scratch = Scratch::new()?;
+    let (classes, dex_dir) = (scratch.classes(), scratch.dex());
 
     let started = Instant::now();
     let (program, lead) = plan.compiler.split_first().context("no compiler")?;
@@ -255,8 +316,7 @@ pub async fn compile(
         .args(&class_files);
     check("d8", project, process::run(d8, deadline, cancel, |_| {}).await?)?;
 
-    let dex_path = dex_dir.join("classes.dex");
-    let dex = std::fs::read(&dex_path).context("d8 produced no classes.dex")?;
+    let dex = scratch.read_dex()?;
     let class_names = class_files
         .iter()
         .filter_map(|f| class_name(&classes, f))
@@ -380,6 +440,8 @@ mod tests {
             d8: Some("/sdk/build-tools/34.0.0/d8".into()),
             android_jar: Some("/sdk/platforms/android-34/android.jar".into()),
             java: Some("/jdk/bin/java".into()),
+            d8_jar: Some("/sdk/build-tools/34.0.0/lib/d8.jar".into()),
+            kotlin_distribution: vec!["/k/lib/kotlin-compiler.jar".into()],
         }
     }
 
@@ -445,6 +507,11 @@ mod tests {
             ]
         );
         assert_eq!(plan.degraded, None);
+        assert_eq!(
+            plan.compiler_classpath,
+            recorded().compiler_classpath,
+            "a worker loads the same"
+        );
     }
 
     #[test]
@@ -455,6 +522,10 @@ mod tests {
         };
         let plan = plan(&tools, Ok(&recorded()), Path::new("/p")).expect("plan");
         assert_eq!(strings(&plan.compiler), ["/k/bin/kotlinc"]);
+        assert_eq!(
+            plan.compiler_classpath,
+            [PathBuf::from("/k/lib/kotlin-compiler.jar")]
+        );
         assert!(strings(&plan.compile_args).contains(&"-Xplugin=/p/compose.jar".to_owned()));
         assert!(plan.degraded.is_some_and(|d| d.contains("java not found")));
         let nothing = Found {

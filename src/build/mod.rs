@@ -11,20 +11,18 @@ pub mod hot;
 pub mod inputs;
 pub mod process;
 pub mod progress;
+pub mod reload;
 pub mod tools;
+pub mod worker;
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use base64::Engine as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::CoreMessage;
-use crate::report::{BuildKind, Event};
+use self::reload::{HotPath, Outcome};
 use crate::server::{BuildRequest, Server};
 use crate::watch::{Batch, WatchSystem};
 
@@ -32,18 +30,33 @@ use crate::watch::{Batch, WatchSystem};
 /// and a full queue only makes the watcher wait (its own queue keeps collecting meanwhile).
 const BATCH_QUEUE: usize = 16;
 
-/// Runs the watcher and the build scheduler until `stop`; a running build is killed on stop.
-pub async fn run(server: Arc<Server>, stop: CancellationToken) {
-    let off_said = say_if_builds_off(&server);
-    let watcher = start_watcher(&server);
-    schedule(server, watcher, off_said, stop).await;
+/// The running builder.
+#[derive(Debug)]
+pub struct Builder {
+    /// The scheduler; it ends after `stop`, having killed a running build and the worker.
+    pub task: JoinHandle<()>,
+    ready: Option<oneshot::Sender<()>>,
+}
+
+impl Builder {
+    /// The server is ready: the compile worker may start now (never delaying start-up).
+    pub fn server_ready(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
+    }
 }
 
 /// Starts watching now (so no save made after `ready` is missed) and the scheduler in a task.
-pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> JoinHandle<()> {
+pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> Builder {
     let off_said = say_if_builds_off(&server);
     let watcher = start_watcher(&server);
-    tokio::spawn(schedule(server, watcher, off_said, stop))
+    let (ready, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(schedule(server, watcher, off_said, ready_rx, stop));
+    Builder {
+        task,
+        ready: Some(ready),
+    }
 }
 
 /// Says "builds are off" right at start-up when no build command resolves, so a newcomer learns
@@ -95,8 +108,17 @@ async fn schedule(
     server: Arc<Server>,
     watcher: Option<WatchSystem>,
     off_said: Arc<AtomicBool>,
+    ready: oneshot::Receiver<()>,
     stop: CancellationToken,
 ) {
+    let hot = Arc::new(HotPath::new(&server.config));
+    let warming = hot.clone();
+    let warm_stop = stop.clone();
+    tokio::spawn(async move {
+        if ready.await.is_ok() {
+            warming.warm_up(&warm_stop).await;
+        }
+    });
     let (batch_tx, mut batches) = mpsc::channel(BATCH_QUEUE);
     let mut watching = watcher.is_some();
     if let Some(watcher) = watcher {
@@ -111,7 +133,6 @@ async fn schedule(
     devices.mark_changed();
     let mut pending = Pending::default();
     let mut running: Option<Running> = None;
-    let notes = Arc::new(HotNotes::default());
 
     loop {
         tokio::select! {
@@ -120,6 +141,7 @@ async fn schedule(
                     build.cancel.cancel();
                     let _ = build.handle.await;
                 }
+                hot.stop().await;
                 return;
             }
             batch = batches.recv(), if watching => match batch {
@@ -158,9 +180,9 @@ async fn schedule(
             let full = job.is_full();
             let handle = tokio::spawn(build(
                 server.clone(),
+                hot.clone(),
                 job,
                 off_said.clone(),
-                notes.clone(),
                 cancel.clone(),
             ));
             running = Some(Running { handle, cancel, full });
@@ -182,117 +204,31 @@ async fn finished(running: &mut Option<Running>) -> Result<(), tokio::task::Join
     }
 }
 
-/// What was last said about how the hot path compiles: a reason that holds save after save
-/// (no record yet, a tool missing) is said once, and again only when it changes.
-#[derive(Debug, Default)]
-struct HotNotes {
-    last: Mutex<Option<String>>,
-}
-
-impl HotNotes {
-    /// True if `note` differs from the note said last; it becomes the last either way.
-    fn is_new(&self, note: &str) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.as_deref() == Some(note) {
-            return false;
-        }
-        *last = Some(note.to_owned());
-        true
-    }
-}
-
 /// One job: the hot path when it applies and works, otherwise a full build.
 async fn build(
     server: Arc<Server>,
+    hot: Arc<HotPath>,
     job: Pending,
     off_said: Arc<AtomicBool>,
-    notes: Arc<HotNotes>,
     cancel: CancellationToken,
 ) {
-    let project = server.config.project_dir.clone();
-    let files: Vec<String> = job.batch.files.iter().map(|f| relative(&project, f)).collect();
+    let project = &server.config.project_dir;
+    let files: Vec<String> = job
+        .batch
+        .files
+        .iter()
+        .map(|f| reload::relative(project, f))
+        .collect();
     if !job.is_full() {
-        if !server.config.hot_reload {
-            tracing::debug!("hot reload is off (--no-hot-reload): full build");
-        } else {
-            let found = hot_tools();
-            let recorded = inputs::load(&project);
-            match hot::plan(&found, recorded.as_ref(), &project) {
-                Ok(plan) => {
-                    say_how_hot_compiles(&notes, plan.degraded.as_deref());
-                    match hot_reload(&server, &plan, &job.batch, files.clone(), &cancel).await {
-                        Ok(()) => return,
-                        Err(_) if cancel.is_cancelled() => return,
-                        Err(e) => tracing::warn!("full build instead of hot reload: {e:#}"),
-                    }
-                }
-                Err(missing) => {
-                    if notes.is_new(&missing) {
-                        tracing::info!("no hot reload: {missing}; saved Kotlin files get a full build");
-                    }
-                }
-            }
+        let sources: Vec<_> = job.batch.files.iter().cloned().collect();
+        let outcome = hot
+            .reload(&server.hub, &server.reporter, &sources, files.clone(), &cancel)
+            .await;
+        if outcome == Outcome::Done {
+            return;
         }
     }
     gradle::run(&server, files, &cancel, &off_said).await;
-}
-
-/// The tools found on this machine (a blocking look at a few folders).
-fn hot_tools() -> tools::Found {
-    tools::Found::discover()
-}
-
-/// Says (once per change) whether the hot path compiles with the app's recorded Gradle settings.
-fn say_how_hot_compiles(notes: &HotNotes, degraded: Option<&str>) {
-    match degraded {
-        Some(why) if notes.is_new(why) => {
-            tracing::info!("hot reload compiles without the app's Gradle settings: {why}");
-        }
-        None if notes.is_new("") => {
-            tracing::info!("hot reload compiles as Gradle did (.jetstart/hot-inputs.json)");
-        }
-        _ => {}
-    }
-}
-
-/// Compiles the changed `.kt` files to DEX and sends them to every device.
-async fn hot_reload(
-    server: &Server,
-    plan: &hot::Plan,
-    batch: &Batch,
-    files: Vec<String>,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    server.reporter.emit(Event::BuildStart {
-        kind: BuildKind::Hot,
-        files,
-    });
-    let sources: Vec<_> = batch.files.iter().cloned().collect();
-    let deadline = started + server.config.build_timeout;
-    let patch = hot::compile(plan, &server.config.project_dir, &sources, deadline, cancel).await?;
-    let devices = server.hub.broadcast(&CoreMessage::DexReload {
-        session_id: server.hub.session().id.clone(),
-        dex_base64: base64::engine::general_purpose::STANDARD.encode(&patch.dex),
-        class_names: patch.class_names.clone(),
-    });
-    server.reporter.emit(Event::DexReload {
-        class_names: patch.class_names,
-        bytes: patch.dex.len(),
-        devices,
-        duration_ms: millis(started.elapsed()),
-        compile_ms: millis(patch.compile),
-        dex_ms: millis(patch.dex_time),
-    });
-    Ok(())
-}
-
-fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn relative(project: &Path, file: &Path) -> String {
-    file.strip_prefix(project).unwrap_or(file).display().to_string()
 }
 
 #[cfg(test)]
@@ -366,7 +302,7 @@ mod tests {
             .expect("the initial build starts");
         assert_eq!(next_type(started), "core:build-start");
         stop.cancel();
-        scheduler.await.expect("scheduler stops");
+        scheduler.task.await.expect("scheduler stops");
         // The hub's tasks end with the test's runtime.
     }
 }

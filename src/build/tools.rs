@@ -18,6 +18,12 @@ pub struct Found {
     pub android_jar: Option<PathBuf>,
     /// `$JAVA_HOME/bin/java`, else `java` on `PATH`.
     pub java: Option<PathBuf>,
+    /// `$ANDROID_HOME/build-tools/<highest>/lib/d8.jar`: D8 for the compile worker, as the
+    /// SDK's `d8` script runs it.
+    pub d8_jar: Option<PathBuf>,
+    /// The jars of the distribution `kotlinc` belongs to (`<kotlinc>/../lib/*.jar`, symlinks
+    /// resolved), holding `kotlin-compiler.jar`; empty when that is not found.
+    pub kotlin_distribution: Vec<PathBuf>,
 }
 
 impl Found {
@@ -25,8 +31,14 @@ impl Found {
     pub fn discover() -> Self {
         let sdk = android_sdk();
         let sdk = sdk.as_deref();
+        let kotlinc = home_tool("KOTLIN_HOME", "bin/kotlinc").or_else(|| which("kotlinc"));
         Self {
-            kotlinc: home_tool("KOTLIN_HOME", "bin/kotlinc").or_else(|| which("kotlinc")),
+            kotlin_distribution: kotlinc.as_deref().map(distribution_jars).unwrap_or_default(),
+            kotlinc,
+            d8_jar: sdk
+                .and_then(build_tools)
+                .map(|dir| dir.join("lib/d8.jar"))
+                .filter(|p| p.is_file()),
             d8: sdk
                 .and_then(build_tools)
                 .map(|dir| dir.join("d8"))
@@ -45,6 +57,27 @@ impl Found {
             java: home_tool("JAVA_HOME", "bin/java").or_else(|| which("java")),
         }
     }
+}
+
+/// The jars in the `lib/` folder next to the `bin/` that `kotlinc` (symlinks resolved) is in,
+/// sorted; empty unless `kotlin-compiler.jar` is among them.
+fn distribution_jars(kotlinc: &Path) -> Vec<PathBuf> {
+    let Some(lib) = std::fs::canonicalize(kotlinc)
+        .ok()
+        .and_then(|k| Some(k.parent()?.parent()?.join("lib")))
+        .filter(|lib| lib.join("kotlin-compiler.jar").is_file())
+    else {
+        return Vec::new();
+    };
+    let mut jars: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+        .collect();
+    jars.sort();
+    jars
 }
 
 /// `$ANDROID_HOME`, else `$ANDROID_SDK_ROOT`.
@@ -106,6 +139,32 @@ pub fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kotlinc_distribution_is_its_lib_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("kotlinc");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::create_dir_all(root.join("lib")).expect("mkdir");
+        std::fs::write(root.join("bin/kotlinc"), "#!/bin/sh\n").expect("write");
+        assert!(
+            distribution_jars(&root.join("bin/kotlinc")).is_empty(),
+            "no kotlin-compiler.jar"
+        );
+        for jar in ["kotlin-stdlib.jar", "kotlin-compiler.jar", "notes.txt"] {
+            std::fs::write(root.join("lib").join(jar), "").expect("write");
+        }
+        std::os::unix::fs::symlink(root.join("bin/kotlinc"), dir.path().join("kotlinc-link"))
+            .expect("symlink");
+        let root = std::fs::canonicalize(&root).expect("canonical");
+        assert_eq!(
+            distribution_jars(&dir.path().join("kotlinc-link")),
+            [
+                root.join("lib/kotlin-compiler.jar"),
+                root.join("lib/kotlin-stdlib.jar")
+            ]
+        );
+    }
 
     #[test]
     fn highest_versions_are_numeric() {

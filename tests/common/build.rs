@@ -124,6 +124,76 @@ impl Toolchain {
     pub fn android_jar(&self) -> PathBuf {
         self.dir.path().join("sdk/platforms/android-34/android.jar")
     }
+
+    /// Adds the Java stand-in D8 as `sdk/build-tools/34.0.0/lib/d8.jar`, where the SDK keeps the
+    /// real one (next to the `d8` script). `None` when it can't be built (no JDK, outside CI).
+    pub fn with_d8_jar(self) -> Option<Self> {
+        let jar = stand_in_d8_jar()?;
+        let lib = self.dir.path().join("sdk/build-tools/34.0.0/lib");
+        std::fs::create_dir_all(&lib).expect("mkdir");
+        std::fs::copy(jar, lib.join("d8.jar")).expect("copy d8.jar");
+        Some(self)
+    }
+
+    /// Like [`Toolchain::env`] but without the stand-in `kotlinc`: the real one on `PATH` (and
+    /// its distribution's jars) compiles.
+    pub fn env_with_real_kotlin(&self) -> Vec<(&'static str, String)> {
+        vec![("ANDROID_HOME", self.dir.path().join("sdk").display().to_string())]
+    }
+}
+
+/// Fails the test where real tools are required (CI sets `JETSTART_REQUIRE_REAL_TOOLS`), else
+/// says the test is skipped.
+fn missing_real_tool(what: &str) {
+    assert!(
+        std::env::var_os("JETSTART_REQUIRE_REAL_TOOLS").is_none(),
+        "{what} is required here (JETSTART_REQUIRE_REAL_TOOLS is set)"
+    );
+    eprintln!("skipped: {what} not installed");
+}
+
+/// `tests/fixtures/d8-jar` compiled with `javac` and packed with `jar`, once per test binary.
+pub fn stand_in_d8_jar() -> Option<&'static Path> {
+    static JAR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let jar = JAR.get_or_init(|| {
+        let jdk_tool = |name: &str| {
+            std::env::var_os("JAVA_HOME")
+                .map(|home| PathBuf::from(home).join("bin").join(name))
+                .filter(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from(name))
+        };
+        // Kept for the whole test run: every test of this binary copies from it.
+        let dir = tempfile::Builder::new()
+            .prefix("jetstart-d8-jar-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let sources: Vec<PathBuf> = ["D8", "D8Command", "CompilationFailedException", "origin/Origin"]
+            .iter()
+            .map(|c| fixture(&format!("d8-jar/com/android/tools/r8/{c}.java")))
+            .collect();
+        let compiled = std::process::Command::new(jdk_tool("javac"))
+            .arg("-d")
+            .arg(dir.join("classes"))
+            .args(&sources)
+            .status();
+        if !compiled.is_ok_and(|s| s.success()) {
+            return None;
+        }
+        let jar = dir.join("d8.jar");
+        let packed = std::process::Command::new(jdk_tool("jar"))
+            .arg("cf")
+            .arg(&jar)
+            .arg("-C")
+            .arg(dir.join("classes"))
+            .arg(".")
+            .status();
+        packed.is_ok_and(|s| s.success()).then_some(jar)
+    });
+    if jar.is_none() {
+        missing_real_tool("a JDK (javac and jar, to build the stand-in d8.jar)");
+    }
+    jar.as_deref()
 }
 
 /// Borrowed view of an env list for `Dev::start_with_env`.
@@ -212,12 +282,7 @@ pub fn real_kotlin_lib() -> Option<PathBuf> {
         .and_then(|k| Some(k.parent()?.parent()?.join("lib")))
         .filter(|lib| lib.join("kotlin-compiler.jar").is_file() && lib.join("kotlin-stdlib.jar").is_file());
     if lib.is_none() {
-        assert!(
-            std::env::var_os("JETSTART_REQUIRE_REAL_TOOLS").is_none(),
-            "no real Kotlin compiler (kotlinc with lib/kotlin-compiler.jar): install Debian's \
-             `kotlin` package or set KOTLIN_HOME"
-        );
-        eprintln!("skipped: no real Kotlin compiler installed (apt-get install kotlin)");
+        missing_real_tool("a real Kotlin compiler (Debian's `kotlin` package, or KOTLIN_HOME)");
     }
     lib
 }
