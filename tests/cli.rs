@@ -294,3 +294,23 @@ async fn sigterm_stops_cleanly_within_two_seconds() {
     // The stdout reader may still be catching up with the last line; the channel ends at EOF.
     dev.event("stopped").await;
 }
+
+#[tokio::test]
+async fn version_flag_prints_the_version() {
+    for flag in ["--version", "-V"] {
+        let out = within(
+            "jetstart-rs --version",
+            Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
+                .arg(flag)
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("run");
+        assert!(out.status.success(), "{flag}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("jetstart-rs {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

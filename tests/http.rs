@@ -169,6 +169,10 @@ async fn health_and_version_answer_anyone() {
     let version = call_with(&f.server, "GET", "/version", Some(REMOTE), &[]).await;
     assert_eq!(version.status, StatusCode::OK);
     assert_eq!(version.json()["version"], jetstart::http::VERSION);
+    assert!(
+        version.json()["uptime"].is_u64(),
+        "the README promises version and uptime"
+    );
 }
 
 #[tokio::test]

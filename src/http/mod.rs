@@ -54,8 +54,8 @@ async fn health(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "version": VERSION, "uptime": server.started.elapsed().as_secs()}))
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({"version": VERSION}))
+async fn version(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
+    Json(json!({"version": VERSION, "uptime": server.started.elapsed().as_secs()}))
 }
 
 async fn not_found() -> Response {
