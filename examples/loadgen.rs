@@ -2,12 +2,13 @@
 //!
 //! It starts the real server binary itself (on ephemeral loopback ports, with the stand-in
 //! build tools from `tests/fixtures`), drives it with real WebSocket devices, and prints
-//! medians. Every wait is bounded. Build first: `cargo build --release --bins --examples`.
+//! medians. Every wait is bounded. Build first: `cargo build --profile dist --bins --examples`
+//! (the profile of the figures in BENCHMARKS.md; `--release` works too).
 //!
 //! ```text
-//! cargo run --release --example loadgen -- all            # every figure, 3 runs each
-//! cargo run --release --example loadgen -- all --quick    # smoke mode (tiny N, 1 run)
-//! cargo run --release --example loadgen -- fanout --clients 1000 --hot --dex-size 1400000
+//! cargo run --profile dist --example loadgen -- all            # every figure, 3 runs each
+//! cargo run --profile dist --example loadgen -- all --quick    # smoke mode (tiny N, 1 run)
+//! cargo run --profile dist --example loadgen -- fanout --clients 1000 --hot --dex-size 1400000
 //! ```
 
 use std::path::{Path, PathBuf};
