@@ -66,6 +66,7 @@ impl Dev {
 
         server.reporter.emit(server.ready_event());
         server.reporter.banner(&server.pairing(&session));
+        tracing::info!("ready in {} ms", server.started.elapsed().as_millis());
         builder.server_ready();
 
         shutdown.await;

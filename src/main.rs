@@ -84,7 +84,7 @@ fn raise_fd_limit() {
     }
 }
 
-/// Logs go to stderr, without timestamps (a terminal shows them live). `RUST_LOG` wins over -v/-q.
+/// Logs go to stderr, each with the local time of day. `RUST_LOG` wins over -v/-q.
 fn init_tracing(verbose: u8, quiet: u8) {
     let level = match (verbose, quiet) {
         (0, 0) => "info",
@@ -107,7 +107,7 @@ fn init_tracing(verbose: u8, quiet: u8) {
         // Blanks the build spinner's line before each log line.
         .with_writer(jetstart::term::output::stderr)
         .with_ansi(use_color)
-        .without_time()
+        .with_timer(jetstart::term::LocalClock)
         .with_target(false)
         .with_filter(filter.and(no_payloads));
     tracing_subscriber::registry().with(output).init();

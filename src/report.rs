@@ -27,6 +27,39 @@ pub enum BuildKind {
     Hot,
 }
 
+/// What started a build, besides saved files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Saved files (`files`).
+    Save,
+    /// The `b` shortcut.
+    Manual,
+    /// The first device connected and this run has built no APK yet.
+    FirstDevice,
+}
+
+/// How a build's cause reads in the terminal: the saved files' names (`MainActivity.kt`,
+/// `A.kt, B.kt and 2 more`), or what asked for it.
+pub fn subject(trigger: Trigger, files: &[String]) -> String {
+    match trigger {
+        Trigger::Manual => "rebuild requested".to_owned(),
+        Trigger::FirstDevice => "first device connected".to_owned(),
+        Trigger::Save => {
+            const SHOWN: usize = 3;
+            let names: Vec<&str> = files
+                .iter()
+                .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f))
+                .collect();
+            match names.len() {
+                0 => "files saved".to_owned(),
+                n if n <= SHOWN => names.join(", "),
+                n => format!("{} and {} more", names[..SHOWN - 1].join(", "), n - (SHOWN - 1)),
+            }
+        }
+    }
+}
+
 /// One `--json` event. Human mode renders the same events as log lines.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -60,7 +93,15 @@ pub enum Event {
     #[serde(rename_all = "camelCase")]
     BuildStart {
         kind: BuildKind,
+        trigger: Trigger,
         files: Vec<String>,
+    },
+    /// A build was due but none can run (no build command): said for every save.
+    #[serde(rename_all = "camelCase")]
+    BuildSkipped {
+        trigger: Trigger,
+        files: Vec<String>,
+        reason: String,
     },
     #[serde(rename_all = "camelCase")]
     BuildComplete {
@@ -76,6 +117,8 @@ pub enum Event {
     },
     #[serde(rename_all = "camelCase")]
     DexReload {
+        /// The saved files.
+        files: Vec<String>,
         class_names: Vec<String>,
         bytes: usize,
         /// Devices the patch was sent to.
@@ -248,14 +291,19 @@ fn log_human(event: &Event) {
         }
         Event::BuildStart {
             kind: BuildKind::Full,
-            ..
-        } => tracing::info!("build started"),
+            trigger,
+            files,
+        } => tracing::info!("{} → full build", subject(*trigger, files)),
         Event::BuildStart {
             kind: BuildKind::Hot,
             files,
-        } => {
-            tracing::info!("hot reload started ({} file(s))", files.len());
-        }
+            ..
+        } => tracing::debug!("{} → hot reload", subject(Trigger::Save, files)),
+        Event::BuildSkipped {
+            trigger,
+            files,
+            reason,
+        } => tracing::info!("{} → {reason}", subject(*trigger, files)),
         Event::BuildComplete {
             apk_info,
             duration_ms,
@@ -269,6 +317,7 @@ fn log_human(event: &Event) {
             tracing::error!("build failed after {}: {error}", ms(*duration_ms));
         }
         Event::DexReload {
+            files,
             devices,
             duration_ms,
             compile_ms,
@@ -276,7 +325,8 @@ fn log_human(event: &Event) {
             ..
         } => {
             tracing::info!(
-                "hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms})",
+                "{} → hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms})",
+                subject(Trigger::Save, files),
                 if *devices == 1 { "" } else { "s" }
             );
         }
@@ -318,6 +368,35 @@ mod tests {
         text.lines()
             .find(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{text}"))
+    }
+
+    #[test]
+    fn a_build_cause_reads_as_file_names_or_what_asked_for_it() {
+        let files = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            subject(Trigger::Save, &files(&["app/src/main/java/a/MainActivity.kt"])),
+            "MainActivity.kt"
+        );
+        assert_eq!(
+            subject(Trigger::Save, &files(&["a/A.kt", "b/B.xml"])),
+            "A.kt, B.xml"
+        );
+        assert_eq!(
+            subject(Trigger::Save, &files(&["A.kt", "B.kt", "C.kt", "D.kt", "E.kt"])),
+            "A.kt, B.kt and 3 more"
+        );
+        assert_eq!(subject(Trigger::Manual, &files(&["A.kt"])), "rebuild requested");
+        assert_eq!(subject(Trigger::FirstDevice, &[]), "first device connected");
+        let start = Event::BuildStart {
+            kind: BuildKind::Full,
+            trigger: Trigger::FirstDevice,
+            files: Vec::new(),
+        };
+        let json: Value = serde_json::from_str(&serde_json::to_string(&start).expect("json")).expect("json");
+        assert_eq!(
+            json,
+            json!({"event": "build-start", "kind": "full", "trigger": "first-device", "files": []})
+        );
     }
 
     #[test]

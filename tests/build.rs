@@ -322,7 +322,7 @@ async fn kotlin_save_sends_dex_reload() {
         "compile and dex times are part of the total: {event}"
     );
     assert_eq!(event["devices"], 1);
-    dev.wait_stderr("hot reload → 1 device in ").await;
+    dev.wait_stderr("Greeting.kt → hot reload → 1 device in ").await;
 
     let calls = log_lines(&project.tool_log);
     assert_eq!(calls.len(), 2, "{calls:?}");
@@ -503,32 +503,29 @@ async fn stopping_the_server_kills_a_running_build() {
     );
 }
 
-/// Waits (bounded) until stderr holds `needle` at least `times` times.
-async fn wait_stderr_count(dev: &Dev, needle: &str, times: usize) {
-    common::within(&format!("{times} × {needle:?} on stderr"), async {
-        while dev.stderr().matches(needle).count() < times {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
-async fn builds_off_is_said_once_at_start_up_before_any_device() {
+async fn builds_off_is_said_once_at_start_up_and_every_save_is_answered() {
     const BUILDS_OFF: &str = "builds are off: no gradlew in";
-    // The scheduler's debug line for a build it could not run.
-    const SKIPPED: &str = "no build command: skipped a build";
     let project = BuildProject::without_wrapper();
     // A PATH with no gradle on it (nor anything else: `dev` needs no tool to start).
     let empty = tempfile::tempdir().expect("tempdir");
     let mut dev = start(&project, &[], &[("PATH", empty.path().display().to_string())]).await;
     dev.wait_stderr(BUILDS_OFF).await;
 
-    // The first device asks for the initial build, a save for another: neither repeats it.
+    // The first device asks for the initial build, a save for another: each is answered with
+    // what happened instead, in one line, and the start-up warning is not repeated.
     let (_ws, _) = dev.connect().await;
-    wait_stderr_count(&dev, SKIPPED, 1).await;
+    let skipped = dev.event("build-skipped").await;
+    assert_eq!(skipped["trigger"], "first-device");
+    dev.wait_stderr(
+        "first device connected → builds are off: no gradlew and no gradle on PATH (use --build-cmd)",
+    )
+    .await;
     project.save(STRINGS, &strings("Saved"));
-    wait_stderr_count(&dev, SKIPPED, 2).await;
+    let skipped = dev.event("build-skipped").await;
+    assert_eq!(skipped["trigger"], "save");
+    assert_eq!(skipped["files"], serde_json::json!([STRINGS]));
+    dev.wait_stderr("strings.xml → builds are off: no gradlew").await;
 
     let stderr = dev.stderr();
     assert_eq!(

@@ -41,7 +41,7 @@ async fn keys_reload_reprint_and_quit_restoring_the_terminal() {
     dev.press("r");
     let reload = recv_type(&mut ws, "core:reload").await;
     assert_eq!(reload["reloadType"], "full");
-    dev.wait_for("full reload sent to 1 device(s)", 1).await;
+    dev.wait_for("full reload → 1 device", 1).await;
 
     dev.press("c");
     dev.wait_for("Session: ", 2).await;
@@ -349,4 +349,78 @@ async fn the_output_writer_is_a_batch_thread_and_the_workers_are_not() {
     );
     let expected = if nice == 0 { SCHED_BATCH } else { inherited };
     assert_eq!(policies("output"), [expected], "{:?}", threads::of(pid));
+}
+
+/// The terminal line holding `needle`, without colour codes.
+fn plain_line(output: &str, needle: &str) -> String {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{output}"));
+    // What the line shows in the end: a spinner redraws it in place after each `\r`.
+    let line = line.trim_end_matches('\r').rsplit('\r').next().unwrap_or(line);
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ … final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            plain.push(c);
+        }
+    }
+    plain.trim_start().to_owned()
+}
+
+/// True if `line` starts with a `HH:MM:SS` time of day.
+fn starts_with_clock(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 8
+        && b[..8].iter().enumerate().all(|(i, c)| {
+            if i == 2 || i == 5 {
+                *c == b':'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+#[tokio::test]
+async fn each_save_and_rebuild_is_answered_in_one_timestamped_line() {
+    let project = common::project();
+    let tools = common::build::Toolchain::new();
+    let env = tools.env();
+    let mut dev = PtyDev::start(project.path(), &common::build::env_refs(&env));
+    dev.wait_for("Press", 1).await;
+    dev.wait_for("ready in ", 1).await;
+    let _ws = device_for(&dev).await;
+
+    let greeting = project
+        .path()
+        .join("app/src/main/java/com/example/demo/Greeting.kt");
+    std::fs::write(&greeting, "package com.example.demo\n\nclass Greeting\n").expect("save");
+    let output = dev.wait_for("Greeting.kt → hot reload → 1 device in ", 1).await;
+    let hot = plain_line(&output, "Greeting.kt → hot reload → 1 device in ");
+    assert!(starts_with_clock(&hot) && hot.contains("(compile "), "{hot}");
+
+    // No gradlew in this project: the rebuild is answered with why nothing builds.
+    dev.press("b");
+    let output = dev
+        .wait_for(
+            "rebuild requested → builds are off: no gradlew and no gradle on PATH (use --build-cmd)",
+            1,
+        )
+        .await;
+    let skipped = plain_line(&output, "rebuild requested → builds are off");
+    assert!(starts_with_clock(&skipped), "{skipped}");
+    let ready = plain_line(&output, "ready in ");
+    assert!(starts_with_clock(&ready), "{ready}");
+
+    dev.press("q");
+    assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
 }

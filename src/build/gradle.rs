@@ -19,7 +19,7 @@ use super::progress::{phase_of, task_name, Pacer, Progress};
 use crate::config::Config;
 use crate::gradle::capture;
 use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
-use crate::report::{BuildKind, Event};
+use crate::report::{BuildKind, Event, Trigger};
 use crate::server::{Artifact, Server};
 use crate::session::unix_ms;
 
@@ -121,6 +121,7 @@ pub fn resolve_or_say_off(config: &Config, off_said: &AtomicBool) -> Option<Buil
 /// `off_said` makes the "builds are off" message appear once per run, not per save.
 pub async fn run(
     server: &Arc<Server>,
+    trigger: Trigger,
     files: Vec<String>,
     cancel: &CancellationToken,
     off_said: &AtomicBool,
@@ -128,10 +129,11 @@ pub async fn run(
     let config = &server.config;
     let project = &config.project_dir;
     let Some(command) = resolve_or_say_off(config, off_said) else {
-        tracing::debug!(
-            "no build command: skipped a build for {} changed file(s)",
-            files.len()
-        );
+        server.reporter.emit(Event::BuildSkipped {
+            trigger,
+            files,
+            reason: "builds are off: no gradlew and no gradle on PATH (use --build-cmd)".to_owned(),
+        });
         return false;
     };
 
@@ -142,6 +144,7 @@ pub async fn run(
     });
     server.reporter.emit(Event::BuildStart {
         kind: BuildKind::Full,
+        trigger,
         files,
     });
     tracing::info!("building: {}", command.describe());

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::reload::{HotPath, Outcome};
+use crate::report::Trigger;
 use crate::server::{BuildRequest, Server};
 use crate::watch::{Batch, WatchSystem};
 
@@ -83,18 +84,30 @@ fn start_watcher(server: &Arc<Server>) -> Option<WatchSystem> {
 #[derive(Debug, Default)]
 struct Pending {
     batch: Batch,
-    /// A full build was asked for (manually, or for the first device).
-    requested: bool,
+    /// A full build was asked for: manually, or for the first device.
+    requested: Option<Trigger>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.batch.is_empty() && !self.requested
+        self.batch.is_empty() && self.requested.is_none()
     }
 
     /// True if there is work and it will certainly be a full build.
     fn is_full(&self) -> bool {
-        self.requested || (!self.batch.is_empty() && !self.batch.is_kotlin_only())
+        self.requested.is_some() || (!self.batch.is_empty() && !self.batch.is_kotlin_only())
+    }
+
+    /// Asks for a full build; a manual request says more than the first device's.
+    fn request(&mut self, trigger: Trigger) {
+        if self.requested != Some(Trigger::Manual) {
+            self.requested = Some(trigger);
+        }
+    }
+
+    /// What the terminal names as the build's cause.
+    fn trigger(&self) -> Trigger {
+        self.requested.unwrap_or(Trigger::Save)
     }
 }
 
@@ -149,7 +162,7 @@ async fn schedule(
                 None => watching = false,
             },
             request = next_request(&mut inbox) => match request {
-                Some(BuildRequest::Manual) => pending.requested = true,
+                Some(BuildRequest::Manual) => pending.request(Trigger::Manual),
                 None => inbox = None,
             },
             changed = devices.changed(), if devices_open => {
@@ -162,8 +175,8 @@ async fn schedule(
                 if !had_device && any && server.config.initial_build
                     && server.artifact().is_none() && !full_coming
                 {
-                    tracing::info!("first device connected and no APK built yet: initial build");
-                    pending.requested = true;
+                    tracing::debug!("first device connected and no APK built yet: initial build");
+                    pending.request(Trigger::FirstDevice);
                 }
                 had_device = any;
             }
@@ -228,7 +241,7 @@ async fn build(
             return;
         }
     }
-    gradle::run(&server, files, &cancel, &off_said).await;
+    gradle::run(&server, job.trigger(), files, &cancel, &off_said).await;
 }
 
 #[cfg(test)]
@@ -247,7 +260,7 @@ mod tests {
         pending.batch.files.insert(dir.path().join("strings.xml"));
         assert!(pending.is_full());
         let requested = Pending {
-            requested: true,
+            requested: Some(Trigger::Manual),
             ..Pending::default()
         };
         assert!(!requested.is_empty() && requested.is_full());

@@ -19,7 +19,7 @@ use super::worker::{Failure, Job, Spec, Warm};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::protocol::CoreMessage;
-use crate::report::{BuildKind, Event, Reporter};
+use crate::report::{BuildKind, Event, Reporter, Trigger};
 
 /// What a hot batch came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,7 +74,8 @@ impl HotPath {
         let started = Instant::now();
         reporter.emit(Event::BuildStart {
             kind: BuildKind::Hot,
-            files: shown,
+            trigger: Trigger::Save,
+            files: shown.clone(),
         });
         let deadline = started + self.build_timeout;
         let patch = match self
@@ -94,6 +95,7 @@ impl HotPath {
             class_names: patch.class_names.clone(),
         });
         reporter.emit(Event::DexReload {
+            files: shown,
             class_names: patch.class_names,
             bytes: patch.dex.len(),
             devices,

@@ -91,12 +91,16 @@ mod tests {
         let complete = json!({"type": "core:build-complete", "timestamp": 0, "sessionId": "s",
             "apkInfo": {"path": "app/build/outputs/apk/debug/app-debug.apk", "size": 1_200_000},
             "downloadUrl": "http://h:1/download/app.apk?token=x"});
+        let epoch = clock(std::time::UNIX_EPOCH);
         assert_eq!(
             message(&complete, plain),
-            "00:00:00 core:build-complete  app-debug.apk 1.2 MB  http://h:1/download/app.apk?token=x"
+            format!("{epoch} core:build-complete  app-debug.apk 1.2 MB  http://h:1/download/app.apk?token=x")
         );
         let reload = json!({"type": "core:reload", "reloadType": "full", "timestamp": 0});
-        assert_eq!(message(&reload, plain), "00:00:00 core:reload          full");
+        assert_eq!(
+            message(&reload, plain),
+            format!("{epoch} core:reload          full")
+        );
         let odd = json!({"type": "core:new-thing", "timestamp": 0});
         assert!(message(&odd, plain).contains("core:new-thing"));
     }

@@ -134,15 +134,13 @@ async fn handle_keys(
                     session_id: session.id.clone(),
                     reload_type: ReloadType::Full,
                 });
-                say(format!(
-                    "{} full reload sent to {sent} device(s)",
-                    style.cyan("↻")
-                ));
+                super::progress::line(
+                    style,
+                    &format!("full reload → {sent} device{}", if sent == 1 { "" } else { "s" }),
+                );
             }
-            KeyCode::Char('b') => {
-                server.request_build(BuildRequest::Manual);
-                say(format!("{} rebuild requested", style.cyan("⚒")));
-            }
+            // Answered by the build itself: `rebuild requested → full build` (or why none runs).
+            KeyCode::Char('b') => server.request_build(BuildRequest::Manual),
             KeyCode::Char('c') => {
                 let session = server.session.current();
                 server.reporter.banner(&server.pairing(&session));

@@ -69,7 +69,13 @@ pub(crate) fn printable(text: &str) -> String {
         .collect()
 }
 
-/// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given.
+/// Indent of a multi-line message's further lines (a stack trace's `at …` lines).
+const CONTINUATION: &str = "    ";
+
+/// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given. A
+/// message of several lines keeps them, each further line indented under the first and made
+/// printable like the rest (so a device still can't fake a line of its own: every line it adds
+/// starts with the indent).
 pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
     let field = |name: &str| printable(log.get(name).and_then(Value::as_str).unwrap_or(""));
     let level = match field("level").as_str() {
@@ -83,12 +89,17 @@ pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
     let device = device.map_or_else(String::new, |d| {
         format!(" {}", style.dim(&format!("[{}]", printable(d))))
     });
+    let message = log.get("message").and_then(Value::as_str).unwrap_or("");
+    let mut lines = message.lines();
+    let first = printable(lines.next().unwrap_or(""));
+    let rest: String = lines
+        .map(|line| format!("\n{CONTINUATION}{}", printable(line)))
+        .collect();
     format!(
-        "{} {} {}{device} {}",
+        "{} {} {}{device} {first}{rest}",
         style.dim(&clock(time)),
         style.level(&level),
         style.cyan(&field("tag")),
-        field("message"),
     )
 }
 
@@ -136,12 +147,41 @@ mod tests {
         assert!(!tag.accepts(&json!({"level": "error"})));
     }
 
+    /// The local time of day of Unix time 0, as [`clock`] prints it here.
+    fn epoch() -> String {
+        clock(UNIX_EPOCH)
+    }
+
     #[test]
-    fn formats_one_plain_line() {
-        let log = json!({"level": "WARN", "tag": "Net", "message": "slow\nresponse\x1b[31m",
+    fn formats_a_plain_line() {
+        let log = json!({"level": "WARN", "tag": "Net", "message": "slow response\x1b[31m",
                          "timestamp": 0});
         let line = format(&log, Some("Pixel 7"), Style::new(false));
-        assert_eq!(line, "00:00:00 warn    Net [Pixel 7] slow response [31m");
+        assert_eq!(
+            line,
+            format!("{} warn    Net [Pixel 7] slow response [31m", epoch())
+        );
+    }
+
+    #[test]
+    fn a_multi_line_message_keeps_its_lines_indented_and_printable() {
+        let trace =
+            "java.lang.IllegalStateException: boom\r\n\tat a.B.c(B.kt:3)\n\tat a.B.d(B.kt:9)\x1b[2J\n";
+        let log = json!({"level": "error", "tag": "App", "message": trace, "timestamp": 0});
+        let text = format(&log, None, Style::new(false));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("{} error   App java.lang.IllegalStateException: boom", epoch()).as_str(),
+                "    \tat a.B.c(B.kt:3)",
+                "    \tat a.B.d(B.kt:9) [2J",
+            ]
+        );
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -158,6 +198,9 @@ mod tests {
         let log = json!({"level": "warn\x1b[0m", "tag": "T\nag", "message": "m", "timestamp": 0});
         let line = format(&log, Some("Evil\x1b]0;title\x07\nINFO fake"), Style::new(false));
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
-        assert_eq!(line, "00:00:00 warn [0m T ag [Evil ]0;title  INFO fake] m");
+        assert_eq!(
+            line,
+            format!("{} warn [0m T ag [Evil ]0;title  INFO fake] m", epoch())
+        );
     }
 }

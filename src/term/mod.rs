@@ -47,11 +47,22 @@ pub fn color_allowed() -> bool {
     !no_color && !dumb
 }
 
-/// Wall-clock time of day, `HH:MM:SS` (UTC: the standard library knows no time zones, and
-/// device timestamps are compared with each other, not with the wall clock).
+/// Local wall-clock time of day, `HH:MM:SS`: what the developer's own clock shows, so that
+/// server lines and device logs can be matched with what happened on the desk.
 pub fn clock(time: std::time::SystemTime) -> String {
-    let text = humantime::format_rfc3339_seconds(time).to_string();
-    text.get(11..19).unwrap_or(&text).to_owned()
+    chrono::DateTime::<chrono::Local>::from(time)
+        .format("%H:%M:%S")
+        .to_string()
+}
+
+/// The time stamp of the server's own log lines: [`clock`] now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalClock;
+
+impl tracing_subscriber::fmt::time::FormatTime for LocalClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        w.write_str(&clock(std::time::SystemTime::now()))
+    }
 }
 
 /// A byte count for people: `812 B`, `12.3 KB`, `1.2 MB`.

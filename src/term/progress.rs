@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{human_bytes, human_duration, output, Caps, Style};
-use crate::report::{BuildKind, Event};
+use crate::report::{subject, BuildKind, Event, Trigger};
 
 /// How often the spinner redraws: smooth enough to look alive, rare enough to cost nothing.
 const TICK: Duration = Duration::from_millis(80);
@@ -53,7 +53,7 @@ impl Progress {
         self.started.elapsed()
     }
 
-    /// Stops the spinner and prints one line: `✓ message` or `✗ message`.
+    /// Stops the spinner and prints one line: `12:04:05 ✓ message` or `12:04:05 ✗ message`.
     pub fn finish(mut self, ok: bool, message: &str) {
         self.stop();
         let mark = if ok {
@@ -61,7 +61,7 @@ impl Progress {
         } else {
             self.style.red("✗")
         };
-        output::print_stdout(&format!("{mark} {message}\n"));
+        line(self.style, &format!("{mark} {message}"));
     }
 
     fn stop(&mut self) {
@@ -86,12 +86,30 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
     let style = Style::new(caps.color);
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     let (ok, message) = match event {
-        Event::BuildStart { kind, files } => {
+        Event::BuildStart {
+            kind,
+            trigger,
+            files,
+        } => {
+            let subject = subject(*trigger, files);
             let label = match kind {
-                BuildKind::Full => "building".to_owned(),
-                BuildKind::Hot => format!("hot reloading {} file(s)", files.len()),
+                BuildKind::Full => {
+                    // Said at once: the developer learns which way the save went before the
+                    // build (seconds to minutes) ends.
+                    line(style, &format!("{subject} → full build"));
+                    "building".to_owned()
+                }
+                BuildKind::Hot => format!("{subject} → hot reload"),
             };
             *slot = Some(Progress::start(label, caps));
+            return true;
+        }
+        Event::BuildSkipped {
+            trigger,
+            files,
+            reason,
+        } => {
+            line(style, &format!("{} → {reason}", subject(*trigger, files)));
             return true;
         }
         Event::BuildComplete {
@@ -120,6 +138,7 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
             ),
         ),
         Event::DexReload {
+            files,
             class_names,
             bytes,
             devices,
@@ -129,7 +148,8 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
         } => (
             true,
             format!(
-                "hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms}) {}",
+                "{} → hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms}) {}",
+                subject(Trigger::Save, files),
                 if *devices == 1 { "" } else { "s" },
                 style.dim(&format!(
                     "{} class(es), {} of DEX",
@@ -153,6 +173,14 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
     true
 }
 
+/// One line on stdout after the local time of day, as the server's log lines have.
+pub fn line(style: Style, text: &str) {
+    output::print_stdout(&format!(
+        "{} {text}\n",
+        style.dim(&super::clock(std::time::SystemTime::now()))
+    ));
+}
+
 fn ms(duration_ms: u64) -> String {
     human_duration(Duration::from_millis(duration_ms))
 }
@@ -172,6 +200,7 @@ mod tests {
         let slot = Mutex::new(None);
         let start = Event::BuildStart {
             kind: BuildKind::Full,
+            trigger: Trigger::Manual,
             files: vec![],
         };
         assert!(show(&slot, &start, caps));
