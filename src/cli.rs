@@ -87,6 +87,12 @@ const COMPLETIONS_EXAMPLES: &str = "Examples:
   jetstart-rs completions zsh > \"${fpath[1]}/_jetstart-rs\"
   jetstart-rs completions fish > ~/.config/fish/completions/jetstart-rs.fish";
 
+/// `--port` when not given: the ports JetStart uses, so its app's habits carry over. Taken
+/// (another server, or an earlier run not yet gone), the next free one is used instead.
+pub const DEFAULT_PORT: u16 = 8765;
+/// `--ws-port` when not given.
+pub const DEFAULT_WS_PORT: u16 = 8766;
+
 /// Where `connect` and `logs` find the server: a QR payload, or a project's session file.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
@@ -153,12 +159,12 @@ pub struct DevArgs {
     /// Project name shown to devices [default: projectName from jetstart.config.json, else the folder's name].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// HTTP port; 0 picks any free port.
-    #[arg(short = 'p', long, env = "JETSTART_PORT", default_value_t = 8765)]
-    pub port: u16,
-    /// WebSocket port; 0 picks any free port.
-    #[arg(long, env = "JETSTART_WS_PORT", default_value_t = 8766)]
-    pub ws_port: u16,
+    /// HTTP port; 0 picks any free port [default: 8765, else the next free one].
+    #[arg(short = 'p', long, env = "JETSTART_PORT")]
+    pub port: Option<u16>,
+    /// WebSocket port; 0 picks any free port [default: 8766, else the next free one].
+    #[arg(long, env = "JETSTART_WS_PORT")]
+    pub ws_port: Option<u16>,
     /// Address advertised in the QR code and BuildConfig [default: auto-detected LAN IPv4].
     /// Must not be a public IP address; hostnames are taken as they are.
     #[arg(short = 'H', long, env = "JETSTART_HOST", value_parser = crate::pairing::host::parse_host_flag)]

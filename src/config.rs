@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::DevArgs;
 use crate::pairing::{self, host};
@@ -17,9 +17,9 @@ pub struct Config {
     /// Sanitized project name (SPEC §2), used everywhere the name appears.
     pub project_name: String,
     /// Requested HTTP port (0 = any).
-    pub http_port: u16,
+    pub http_port: Port,
     /// Requested WebSocket port (0 = any).
-    pub ws_port: u16,
+    pub ws_port: Port,
     /// Address advertised in the QR code and BuildConfig.
     pub host: String,
     /// Address both servers listen on.
@@ -44,27 +44,108 @@ pub struct Config {
     pub client_timeout: Duration,
 }
 
+/// A mistake in how `jetstart-rs` was called (a flag's value, a missing folder): exit code 2,
+/// like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A port as asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Given on the command line or in the environment (0 = any): that one or an error.
+    Exact(u16),
+    /// The default: that one, else the next free one (said).
+    Preferred(u16),
+}
+
+impl Port {
+    fn from_flag(value: Option<u16>, default: u16) -> Self {
+        value.map_or(Self::Preferred(default), Self::Exact)
+    }
+
+    /// The number asked for.
+    pub fn number(self) -> u16 {
+        match self {
+            Self::Exact(port) | Self::Preferred(port) => port,
+        }
+    }
+}
+
+/// The folder `--project` names, canonicalized; a missing folder or a file is a usage error.
+fn project_folder(path: &Path) -> Result<PathBuf> {
+    let canonical = path.canonicalize().map_err(|_| {
+        UsageError(format!(
+            "--project {}: no such folder; pass your Android project's root folder",
+            path.display()
+        ))
+    })?;
+    if !canonical.is_dir() {
+        return Err(UsageError(format!(
+            "--project {} is a file; pass the folder that holds settings.gradle or app/",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(canonical)
+}
+
+/// True if `dir` looks like an Android (Gradle) project root.
+fn looks_like_android_project(dir: &Path) -> bool {
+    [
+        "settings.gradle",
+        "settings.gradle.kts",
+        "build.gradle",
+        "build.gradle.kts",
+    ]
+    .iter()
+    .any(|f| dir.join(f).is_file())
+        || dir.join("app").is_dir()
+}
+
 impl Config {
-    /// Resolves the `dev` flags into settings; fails on a missing project folder.
+    /// Resolves the `dev` flags into settings; a missing project folder or conflicting ports
+    /// are a [`UsageError`].
     pub fn from_args(args: DevArgs) -> Result<Self> {
-        let project_dir = args.project.canonicalize().with_context(|| {
-            format!(
-                "project folder {} does not exist; pass the Android project root with --project",
-                args.project.display()
-            )
-        })?;
+        let project_dir = project_folder(&args.project)?;
+        if !looks_like_android_project(&project_dir) {
+            tracing::warn!(
+                "{} doesn't look like an Android project (no settings.gradle[.kts], build.gradle[.kts] \
+                 or app/); watching it anyway, but pass --project <your app's root folder> if it's wrong",
+                project_dir.display()
+            );
+        }
+        let http_port = Port::from_flag(args.port, crate::cli::DEFAULT_PORT);
+        let ws_port = Port::from_flag(args.ws_port, crate::cli::DEFAULT_WS_PORT);
+        if http_port.number() == ws_port.number() && http_port.number() != 0 {
+            return Err(UsageError(format!(
+                "--port and --ws-port must differ (both are {})",
+                http_port.number()
+            ))
+            .into());
+        }
         let raw_name = match args.name {
             Some(name) => name,
             None => name_from_config_file(&project_dir).unwrap_or_else(|| folder_name(&project_dir)),
         };
         let host = match args.host {
-            Some(host) => host,
+            Some(host) => {
+                if host::is_foreign_ip(&host) {
+                    tracing::warn!(
+                        "--host {host} is not an address of this computer: phones will look for the \
+                         server there; pass this computer's LAN address (or leave --host out)"
+                    );
+                }
+                host
+            }
             None => match host::detect_lan_ipv4() {
                 Some(ip) => ip.to_string(),
                 None => {
                     tracing::warn!(
-                        "no private LAN IPv4 address found; advertising 127.0.0.1 (only an emulator \
-                         on this machine can connect; pass --host to choose the address)"
+                        "no private LAN IPv4 address found; advertising 127.0.0.1, which only this \
+                         computer reaches. The Android emulator reaches this computer as 10.0.2.2 \
+                         (pass --host 10.0.2.2), a USB device after `adb reverse tcp:<port> tcp:<port>` \
+                         for both ports (the `a` key does it); phones on Wi-Fi need --host <LAN address>"
                     );
                     "127.0.0.1".to_owned()
                 }
@@ -73,8 +154,8 @@ impl Config {
         Ok(Self {
             project_dir,
             project_name: pairing::sanitize_project_name(&raw_name),
-            http_port: args.port,
-            ws_port: args.ws_port,
+            http_port,
+            ws_port,
             host,
             bind: args.bind,
             show_qr: !args.no_qr,
@@ -102,8 +183,8 @@ impl Config {
         Self {
             project_name: pairing::sanitize_project_name(&folder_name(&project_dir)),
             project_dir,
-            http_port: 0,
-            ws_port: 0,
+            http_port: Port::Exact(0),
+            ws_port: Port::Exact(0),
             host: "127.0.0.1".to_owned(),
             bind: IpAddr::from([127, 0, 0, 1]),
             show_qr: false,
@@ -166,6 +247,30 @@ mod tests {
         assert_eq!(name_from_config_file(dir.path()).as_deref(), Some("demo|app"));
         std::fs::write(dir.path().join("jetstart.config.json"), "{not json").expect("write");
         assert_eq!(name_from_config_file(dir.path()), None);
+    }
+
+    #[test]
+    fn project_folder_mistakes_are_usage_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("build.gradle");
+        std::fs::write(&file, "").expect("write");
+        for (path, says) in [
+            (file.clone(), "is a file"),
+            (dir.path().join("nope"), "no such folder"),
+        ] {
+            let e = project_folder(&path).unwrap_err();
+            assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
+            let text = format!("{e:#}");
+            assert!(
+                text.contains(says) && text.matches("--project").count() == 1,
+                "{text}"
+            );
+        }
+        assert!(looks_like_android_project(dir.path()));
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(!looks_like_android_project(empty.path()));
+        std::fs::create_dir(empty.path().join("app")).expect("mkdir");
+        assert!(looks_like_android_project(empty.path()));
     }
 
     #[test]

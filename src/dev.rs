@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::config::Config;
+use crate::config::{Config, Port};
 use crate::protocol::close;
 use crate::report::{Event, Reporter};
 use crate::server::Server;
@@ -24,9 +24,11 @@ pub struct Dev {
 impl Dev {
     /// Binds both ports (a port in use is a one-line error naming the flag) and creates the session.
     pub async fn bind(config: Config) -> Result<Self> {
-        let http = bind(config.bind, config.http_port, "--port")?;
-        let ws = bind(config.bind, config.ws_port, "--ws-port")?;
+        // The HTTP port keeps clear of the WebSocket port's number and vice versa, so that
+        // moving one on to a free port never takes the other's.
+        let http = bind_port(config.bind, config.http_port, "--port", config.ws_port.number())?;
         let http_port = http.local_addr()?.port();
+        let ws = bind_port(config.bind, config.ws_port, "--ws-port", http_port)?;
         let ws_port = ws.local_addr()?.port();
         let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
         let server = Arc::new(Server::new(Arc::new(config), http_port, ws_port, reporter));
@@ -42,7 +44,13 @@ impl Dev {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let Self { server, http, ws } = self;
         let session = server.session.current();
-        crate::gradle::write_session(&server, &session)?;
+        // Pairing needs no file: a read-only project still serves devices that scan the QR code.
+        if let Err(e) = crate::gradle::write_session(&server, &session) {
+            tracing::warn!(
+                "{e:#}; apps built now get no credentials in BuildConfig (scanning the QR code \
+                 still pairs a device)"
+            );
+        }
         // For builds that apply gradle/jetstart.gradle (a custom --build-cmd): it applies this
         // script when present. Builds run by `dev` itself install it again before each build.
         if let Err(e) = crate::gradle::capture::install(&server.config.project_dir) {
@@ -99,6 +107,42 @@ impl Dev {
 /// burst of devices (a classroom, a load test) overflows: the extra SYNs are dropped and those
 /// devices wait a full second for the retransmit. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// How many ports after a taken default port are tried before giving up.
+const NEXT_FREE_PORTS: u16 = 20;
+
+/// Binds `port` as asked: an exact port or an error naming the flag; a default one, or the next
+/// free one after it (not `avoid`), said once.
+fn bind_port(addr: std::net::IpAddr, port: Port, flag: &str, avoid: u16) -> Result<TcpListener> {
+    let first = match port {
+        Port::Exact(port) => return bind(addr, port, flag),
+        Port::Preferred(first) => first,
+    };
+    let candidates = (first..=first.saturating_add(NEXT_FREE_PORTS)).filter(|p| *p != avoid);
+    for candidate in candidates {
+        match listen(SocketAddr::new(addr, candidate)) {
+            Ok(listener) => {
+                if candidate != first {
+                    tracing::warn!(
+                        "port {first} is in use (another jetstart-rs, or something else); using \
+                         {candidate} (pass {flag} <PORT> to choose)"
+                    );
+                }
+                return Ok(listener);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "could not listen on {addr}:{candidate} (set with {flag} and --bind)"
+                )))
+            }
+        }
+    }
+    anyhow::bail!(
+        "ports {first} to {} are all in use; choose one with {flag} <PORT> (0 picks a free one)",
+        first.saturating_add(NEXT_FREE_PORTS)
+    )
+}
 
 fn bind(addr: std::net::IpAddr, port: u16, flag: &str) -> Result<TcpListener> {
     listen(SocketAddr::new(addr, port)).map_err(|e| {
@@ -194,6 +238,30 @@ mod tests {
         .await
         .expect("every connect completes without a SYN retransmit");
         assert!(all.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_default_port_in_use_moves_on_but_an_exact_one_fails() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let taken = bind([127, 0, 0, 1].into(), 0, "--port").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let moved = bind_port(
+            [127, 0, 0, 1].into(),
+            Port::Preferred(port),
+            "--port",
+            port.wrapping_add(1),
+        )
+        .expect("the next free port");
+        let got = moved.local_addr().expect("addr").port();
+        assert!(
+            got != port && got != port.wrapping_add(1),
+            "{got} (taken {port}, avoided the next)"
+        );
+        assert!(bind_port([127, 0, 0, 1].into(), Port::Exact(port), "--port", 0).is_err());
     }
 
     #[test]

@@ -27,7 +27,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes, no backtrace.
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<jetstart::config::UsageError>().is_some() {
+                ExitCode::from(2) // bad usage, as clap's own errors
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -68,7 +72,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn target(args: &jetstart::cli::TargetArgs) -> anyhow::Result<jetstart::client::Target> {
     match &args.payload {
-        Some(payload) => jetstart::client::Target::from_payload(payload),
+        // A payload that isn't one is how the tool was called: exit 2.
+        Some(payload) => jetstart::client::Target::from_payload(payload)
+            .map_err(|e| jetstart::config::UsageError(format!("{e:#}")).into()),
         None => jetstart::client::Target::from_project(&args.project),
     }
 }

@@ -265,11 +265,16 @@ async fn missing_project_folder_is_a_clear_error() {
         .output()
         .await
         .expect("run");
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "bad usage");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("/definitely/not/here") && stderr.contains("--project"),
         "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, the OS error not repeated: {stderr}"
     );
 }
 

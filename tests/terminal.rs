@@ -300,7 +300,7 @@ async fn completions_and_help_read_well() {
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     for needle in [
         "[env: JETSTART_PORT=]",
-        "[default: 8765]",
+        "[default: 8765, else the next free one]",
         "Examples:",
         "Keys (on a terminal)",
     ] {

@@ -35,6 +35,22 @@ pub async fn run(target: Target, json: bool) -> Result<()> {
     .await
 }
 
+/// Why the WebSocket didn't open, said once (tungstenite's I/O error repeats its cause) and
+/// with what to do.
+fn connect_error(url: &str, error: tokio_tungstenite::tungstenite::Error) -> anyhow::Error {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Io(io) => anyhow!("could not connect to {url}: {io}; is `jetstart-rs dev` running?"),
+        Error::Http(response) => anyhow!(
+            "{url} answered HTTP {} instead of opening a WebSocket: probably the server's HTTP \
+             port; the WebSocket port is the third field of the QR payload (and the port of \
+             serverUrl in .jetstart/session.properties)",
+            response.status()
+        ),
+        other => anyhow!("could not connect to {url}: {other}"),
+    }
+}
+
 /// The `deviceInfo` this tool presents: enough for the server's device list to say what it is.
 pub fn device_info(model: &str) -> Value {
     json!({
@@ -69,12 +85,7 @@ pub async fn follow(target: &Target, model: &str, mut on_message: impl FnMut(&st
     )
     .await
     .map_err(|_| anyhow!("no answer from {} within {CONNECT_TIMEOUT:?}", target.ws_url))?
-    .with_context(|| {
-        format!(
-            "could not connect to {}; is `jetstart-rs dev` running?",
-            target.ws_url
-        )
-    })?;
+    .map_err(|e| connect_error(&target.ws_url, e))?;
 
     let hello = json!({
         "type": "client:connect",

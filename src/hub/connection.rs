@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::auth::{self, FirstFrame, UrlToken, Verdict};
 use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
-use super::handshake::UpgradeCheck;
+use super::handshake::{self, UpgradeCheck};
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
 use super::wire::{Socket, Wire, WireIo};
 use super::Hub;
@@ -43,7 +43,8 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
         allowed: &settings.allowed_origins,
         url_token: &mut url_token,
     };
-    let io = WireIo(Wire::new(stream));
+    let wire = Wire::new(stream);
+    let io = WireIo(wire.clone());
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(io, check, Some(socket_config()));
     let upgraded = tokio::select! {
         biased;
@@ -55,6 +56,9 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%addr, "WebSocket upgrade failed: {e}");
+            if handshake::is_plain_http(&e) {
+                handshake::refuse_plain_http(wire.stream(), &settings.http_base).await;
+            }
             return;
         }
         Err(_) => {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
@@ -79,6 +80,48 @@ impl Callback for UpgradeCheck<'_> {
         *refusal.status_mut() = StatusCode::FORBIDDEN;
         Err(refusal)
     }
+}
+
+/// True for an upgrade that failed because the request was plain HTTP (no WebSocket headers):
+/// a browser or `curl` pointed at the WebSocket port.
+pub fn is_plain_http(error: &WsError) -> bool {
+    matches!(
+        error,
+        WsError::Protocol(
+            ProtocolError::MissingConnectionUpgradeHeader
+                | ProtocolError::MissingUpgradeWebSocketHeader
+                | ProtocolError::MissingSecWebSocketVersionHeader
+                | ProtocolError::MissingSecWebSocketKey
+                | ProtocolError::WrongHttpMethod
+        )
+    )
+}
+
+/// Answers plain HTTP on the WebSocket port with 426 and one line saying where the HTTP port
+/// is, rather than an empty reply (tungstenite writes nothing for such a request).
+pub async fn refuse_plain_http(stream: &TcpStream, http_base: &str) {
+    let body = format!(
+        "This is jetstart-rs's WebSocket port, for devices (the JetStart app). Its HTTP port is \
+         {http_base}/ (the pairing page opens on the computer running the server).\n"
+    );
+    let answer = format!(
+        "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        let mut rest = answer.as_bytes();
+        while !rest.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, write).await;
 }
 
 /// Answers a connection beyond `--max-clients` with HTTP 503 and closes it. The request head

@@ -57,6 +57,27 @@ pub fn detect_lan_ipv4() -> Option<Ipv4Addr> {
     choose_lan_ipv4(interfaces.iter().map(|(name, ip)| (name.as_str(), *ip)))
 }
 
+/// True if `host` is an IP literal that no interface of this machine has (a typo, or another
+/// network's address): phones would be sent to it in vain. Hostnames, loopback and the
+/// Android emulator's view of the host (10.0.2.2, which is not a local address) pass.
+pub fn is_foreign_ip(host: &str) -> bool {
+    let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return false;
+    };
+    if ip.is_loopback() || ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)) {
+        return false;
+    }
+    match local_ip_address::list_afinet_netifas() {
+        Ok(interfaces) => !interfaces.iter().any(|(_, local)| *local == ip),
+        // Can't tell: don't warn about what may be right.
+        Err(_) => false,
+    }
+}
+
 /// True for addresses that are not reachable from the internet (private, loopback, link-local,
 /// carrier-grade NAT, IPv6 unique-local).
 pub fn is_non_routable(ip: IpAddr) -> bool {
