@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::{Config, Port};
+use crate::lock::{AlreadyRunning, ProjectLock};
 use crate::protocol::close;
 use crate::report::{Event, Reporter};
 use crate::server::Server;
@@ -19,20 +20,42 @@ pub struct Dev {
     server: Arc<Server>,
     http: TcpListener,
     ws: TcpListener,
+    /// This project's one-server lock, held until the server has cleaned up.
+    lock: Option<ProjectLock>,
 }
 
 impl Dev {
-    /// Binds both ports (a port in use is a one-line error naming the flag) and creates the session.
+    /// Takes the project's lock (another server on it is a one-line error naming it), binds both
+    /// ports (a port in use is a one-line error naming the flag) and creates the session.
     pub async fn bind(config: Config) -> Result<Self> {
+        let mut lock = match ProjectLock::acquire(&config.project_dir) {
+            Ok(lock) => Some(lock),
+            Err(e) if e.is::<AlreadyRunning>() => return Err(e),
+            // A read-only project: nothing of ours can be written there to clash either.
+            Err(e) => {
+                tracing::debug!("running without the project lock: {e:#}");
+                None
+            }
+        };
         // The HTTP port keeps clear of the WebSocket port's number and vice versa, so that
         // moving one on to a free port never takes the other's.
         let http = bind_port(config.bind, config.http_port, "--port", config.ws_port.number())?;
         let http_port = http.local_addr()?.port();
         let ws = bind_port(config.bind, config.ws_port, "--ws-port", http_port)?;
         let ws_port = ws.local_addr()?.port();
+        if let Some(lock) = lock.as_mut() {
+            if let Err(e) = lock.describe(std::process::id(), &format!("http://localhost:{http_port}")) {
+                tracing::debug!("could not describe the project lock: {e:#}");
+            }
+        }
         let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
         let server = Arc::new(Server::new(Arc::new(config), http_port, ws_port, reporter));
-        Ok(Self { server, http, ws })
+        Ok(Self {
+            server,
+            http,
+            ws,
+            lock,
+        })
     }
 
     /// The shared state (for tests and embedding).
@@ -42,7 +65,12 @@ impl Dev {
 
     /// Runs until `shutdown` completes, then stops cleanly (SPEC §1 shutdown).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let Self { server, http, ws } = self;
+        let Self {
+            server,
+            http,
+            ws,
+            lock,
+        } = self;
         let session = server.session.current();
         // Pairing needs no file: a read-only project still serves devices that scan the QR code.
         if let Err(e) = crate::gradle::write_session(&server, &session) {
@@ -99,6 +127,8 @@ impl Dev {
         }
         debug_assert_eq!(close::GOING_AWAY, 1001);
         server.reporter.emit(Event::Stopped {});
+        // Only now may another server take the project: this one's files are gone.
+        drop(lock);
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod expiry;
 pub mod gradle;
 pub mod http;
 pub mod hub;
+pub mod lock;
 pub mod pairing;
 pub mod protocol;
 pub mod report;

@@ -114,7 +114,7 @@ async fn churn_cycle(target: Target, i: usize) -> bool {
             within("half an upgrade", stream.write_all(HALF_AN_UPGRADE))
                 .await
                 .expect("write");
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 drop(stream);
             } else {
                 reset_tcp(stream);

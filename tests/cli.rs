@@ -210,6 +210,9 @@ async fn second_instance_on_the_same_port_fails_naming_the_port_and_flag() {
     let project = common::project();
     let first = Dev::start(project.path(), &[]).await;
     let port = first.ready.http_port.to_string();
+    // Another project: on the same one the project lock would refuse it first.
+    let other = common::project();
+    let project = &other;
     let output = within(
         "the second instance to fail",
         dev_command_on(project.path(), &port, "0").arg("--json").output(),

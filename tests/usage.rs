@@ -292,3 +292,45 @@ async fn a_read_only_project_still_pairs_devices() {
     assert!(!project.join(".jetstart/session.properties").exists());
     std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
 }
+
+#[tokio::test]
+async fn one_server_per_project_and_a_dead_ones_lock_is_taken_over() {
+    let project = common::project();
+    let mut first = Dev::start(project.path(), &[]).await;
+    let session_file = project.path().join(".jetstart/session.properties");
+    let before = std::fs::read(&session_file).expect("session file");
+
+    let dir = project.path().to_str().expect("utf-8");
+    let output = run(&[
+        "dev",
+        "--project",
+        dir,
+        "--port",
+        "0",
+        "--ws-port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    let pid = first.child.id().expect("running");
+    assert!(
+        text.contains("another jetstart-rs dev is already running for this project")
+            && text.contains(&format!("pid {pid}"))
+            && text.contains(&format!("http://localhost:{}", first.ready.http_port)),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&session_file).expect("session file"),
+        before,
+        "the first one's file untouched"
+    );
+
+    // Killed outright, the first leaves its lock file behind; the next server takes it.
+    first.child.start_kill().expect("SIGKILL");
+    first.wait_exit().await;
+    let second = Dev::start(project.path(), &[]).await;
+    assert_ne!(second.ready.session_id, first.ready.session_id);
+}

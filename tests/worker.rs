@@ -121,7 +121,7 @@ async fn saves_compile_in_the_warm_worker() {
             .decode(reload["dexBase64"].as_str().expect("base64"))
             .expect("valid base64");
         assert_eq!(dex, format!("dex\n035\0{class}.class\n").into_bytes());
-        let event = dev.event("dex-reload").await;
+        let event = dev.event_within("dex-reload", WORKER_WAIT).await;
         assert!(event["compileMs"].is_u64() && event["dexMs"].is_u64(), "{event}");
         assert_eq!(
             d8_jar_calls(&project),
@@ -150,8 +150,8 @@ async fn a_syntax_error_comes_back_as_a_diagnostic_and_falls_back_to_a_full_buil
         "app/src/main/java/com/example/demo/Broken.kt",
         "package com.example.demo\n\nclass Broken {\n    fun x() = undefinedThing\n}\n",
     );
-    assert_eq!(dev.event("build-start").await["kind"], "hot");
-    assert_eq!(dev.event("build-start").await["kind"], "full");
+    assert_eq!(dev.event_within("build-start", WORKER_WAIT).await["kind"], "hot");
+    assert_eq!(dev.event_within("build-start", WORKER_WAIT).await["kind"], "full");
     recv_long(&mut ws, "core:build-complete").await;
     let stderr = dev.stderr();
     assert!(
@@ -181,12 +181,13 @@ async fn a_worker_killed_mid_request_is_replaced_and_the_save_still_arrives() {
     std::fs::write(&hang, "").expect("hang d8");
     project.save(GREETING_KT, "package com.example.demo\n\nclass Greeting\n");
     // D8 logs its call before it hangs: the worker is mid-request.
-    common::within("D8 to start in the worker", async {
+    tokio::time::timeout(WORKER_WAIT, async {
         while d8_jar_calls(&project) < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-    .await;
+    .await
+    .expect("D8 started in the worker");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(first),
         nix::sys::signal::Signal::SIGKILL,
@@ -214,6 +215,7 @@ async fn a_worker_killed_mid_request_is_replaced_and_the_save_still_arrives() {
         "package com.example.demo\n\nclass Greeting { class Again }\n",
     );
     recv_long(&mut ws, "core:dex-reload").await;
+    dev.event_within("dex-reload", WORKER_WAIT).await;
     let stderr = dev.stderr();
     let second = worker_pid(&stderr, 1);
     assert_ne!(first, second);
@@ -223,7 +225,6 @@ async fn a_worker_killed_mid_request_is_replaced_and_the_save_still_arrives() {
         "the second save went through the new worker"
     );
     assert_eq!(d8_jar_calls(&project), 3);
-    dev.event("dex-reload").await;
 }
 
 #[tokio::test]

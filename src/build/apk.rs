@@ -154,7 +154,7 @@ fn find_value<'a>(text: &'a str, keys: &[&str]) -> Option<&'a str> {
 fn strip_comment(value: &str) -> &str {
     match value.find("//") {
         // `//` inside a quoted string (an URL) is not a comment.
-        Some(i) if value[..i].matches(['"', '\'']).count() % 2 == 0 => &value[..i],
+        Some(i) if value[..i].matches(['"', '\'']).count().is_multiple_of(2) => &value[..i],
         _ => value,
     }
 }

@@ -85,7 +85,7 @@ pub fn remove(project_dir: &Path) -> Result<()> {
 
 /// Creates `.jetstart/` readable by its owner only (the file inside is the secret; this is
 /// defence in depth). An existing folder keeps its permissions.
-pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

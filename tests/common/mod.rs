@@ -218,8 +218,13 @@ impl Dev {
 
     /// Waits for the next JSON event named `name`, skipping others.
     pub async fn event(&mut self, name: &str) -> Value {
+        self.event_within(name, WAIT).await
+    }
+
+    /// Like [`Dev::event`], waiting up to `wait` (for what follows a compile on a cold JVM).
+    pub async fn event_within(&mut self, name: &str, wait: Duration) -> Value {
         let events = &mut self.events;
-        let found = tokio::time::timeout(WAIT, async {
+        let found = tokio::time::timeout(wait, async {
             while let Some(event) = events.recv().await {
                 if event["event"] == name {
                     return Some(event);
