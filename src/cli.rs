@@ -175,6 +175,10 @@ pub struct DevArgs {
     /// Don't render the QR code (the connection details are still printed).
     #[arg(long, env = "JETSTART_NO_QR", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_qr: bool,
+    /// Draw the QR code for a light terminal background (detected where the terminal sets
+    /// COLORFGBG).
+    #[arg(long, env = "JETSTART_QR_INVERT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub qr_invert: bool,
     /// Machine-readable mode: stdout carries only newline-delimited JSON events.
     #[arg(long)]
     pub json: bool,

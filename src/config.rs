@@ -25,6 +25,8 @@ pub struct Config {
     /// Address both servers listen on.
     pub bind: IpAddr,
     pub show_qr: bool,
+    /// Draw the terminal QR code for a light background.
+    pub qr_light_background: bool,
     pub json: bool,
     pub debounce: Duration,
     pub build_cmd: Option<String>,
@@ -159,6 +161,7 @@ impl Config {
             host,
             bind: args.bind,
             show_qr: !args.no_qr,
+            qr_light_background: args.qr_invert || crate::term::light_background(),
             json: args.json,
             debounce: args.debounce,
             build_cmd: args.build_cmd,
@@ -188,6 +191,7 @@ impl Config {
             host: "127.0.0.1".to_owned(),
             bind: IpAddr::from([127, 0, 0, 1]),
             show_qr: false,
+            qr_light_background: false,
             json: false,
             debounce: Duration::from_millis(50),
             build_cmd: None,

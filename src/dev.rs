@@ -48,7 +48,9 @@ impl Dev {
                 tracing::debug!("could not describe the project lock: {e:#}");
             }
         }
-        let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
+        let reporter = Arc::new(
+            Reporter::new(config.json, config.show_qr).with_light_background(config.qr_light_background),
+        );
         let server = Arc::new(Server::new(Arc::new(config), http_port, ws_port, reporter));
         Ok(Self {
             server,

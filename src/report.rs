@@ -143,6 +143,8 @@ pub enum Event {
 pub struct Reporter {
     json: bool,
     show_qr: bool,
+    /// The terminal's background is light: the QR code is drawn the other way round.
+    qr_light_background: bool,
     /// What the terminal can show (colours, spinner); all off in `--json` mode.
     caps: Caps,
     /// The running build's spinner.
@@ -156,10 +158,17 @@ impl Reporter {
         Self {
             json,
             show_qr,
+            qr_light_background: false,
             caps: Caps::detect(json),
             progress: Mutex::new(None),
             hint: OnceLock::new(),
         }
+    }
+
+    /// Draws the terminal QR code for a light background (`--qr-invert`, or `COLORFGBG`).
+    pub fn with_light_background(mut self, light: bool) -> Self {
+        self.qr_light_background = light;
+        self
     }
 
     /// Shows `hint` (one line) under every banner from now on.
@@ -198,7 +207,16 @@ impl Reporter {
         if self.json {
             return;
         }
-        let mut text = banner_text(pairing, self.show_qr);
+        let qr = self.show_qr.then(|| QrLayout {
+            light_background: self.qr_light_background,
+            // Only a terminal has a width to fit; a pipe or file takes any line.
+            columns: self
+                .caps
+                .animate
+                .then(|| crossterm::terminal::size().ok().map(|(columns, _)| columns))
+                .flatten(),
+        });
+        let mut text = banner_text(pairing, qr);
         if let Some(hint) = self.hint.get() {
             text.push_str(&format!("\n{hint}\n"));
         }
@@ -219,13 +237,31 @@ impl Reporter {
     }
 }
 
-/// The human pairing banner.
-pub fn banner_text(pairing: &Pairing<'_>, show_qr: bool) -> String {
+/// How the banner's QR code is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QrLayout {
+    /// Dark modules drawn as blocks, for a light terminal background.
+    pub light_background: bool,
+    /// The terminal's width, when known: a QR code wider than that would wrap into noise.
+    pub columns: Option<u16>,
+}
+
+/// The human pairing banner; `qr` is `None` with `--no-qr`.
+pub fn banner_text(pairing: &Pairing<'_>, qr: Option<QrLayout>) -> String {
     let mut text = String::from("\n");
-    if show_qr {
-        match qr::terminal(&pairing.payload()) {
-            Ok(block) => text.push_str(&block),
-            Err(e) => text.push_str(&format!("(QR code unavailable: {e:#})\n")),
+    if let Some(layout) = qr {
+        let payload = pairing.payload();
+        let needed = qr::terminal_width(&payload).unwrap_or(0);
+        match layout.columns.map(usize::from) {
+            Some(columns) if columns < needed => text.push_str(&format!(
+                "(This terminal is {columns} columns wide and the QR code needs {needed}: widen it, \
+                 or open http://localhost:{} on this computer and scan it there.)\n",
+                pairing.http_port
+            )),
+            _ => match qr::terminal(&payload, layout.light_background) {
+                Ok(block) => text.push_str(&block),
+                Err(e) => text.push_str(&format!("(QR code unavailable: {e:#})\n")),
+            },
         }
         text.push('\n');
     }
@@ -400,8 +436,25 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_too_narrow_for_the_qr_code_gets_a_line_instead() {
+        let layout = |columns| {
+            Some(QrLayout {
+                light_background: false,
+                columns,
+            })
+        };
+        let narrow = banner_text(&pairing("192.168.1.5"), layout(Some(36)));
+        assert!(!narrow.contains('█'), "no QR code:\n{narrow}");
+        let line = line(&narrow, "(This terminal is 36 columns wide");
+        assert!(line.contains("open http://localhost:8765"), "{line}");
+        for wide in [layout(Some(200)), layout(None)] {
+            assert!(banner_text(&pairing("192.168.1.5"), wide).contains('█'));
+        }
+    }
+
+    #[test]
     fn banner_lists_the_network_url_of_a_lan_host() {
-        let text = banner_text(&pairing("192.168.1.5"), false);
+        let text = banner_text(&pairing("192.168.1.5"), None);
         assert_eq!(line(&text, "  Network:"), "  Network:  http://192.168.1.5:8765");
         assert_eq!(line(&text, "  Local:"), "  Local:    http://localhost:8765");
         assert_eq!(line(&text, "Session: "), "Session: a1b2c3d4");
@@ -411,7 +464,7 @@ mod tests {
     #[test]
     fn banner_says_there_is_no_network_url_for_a_loopback_host() {
         for host in ["127.0.0.1", "::1", "localhost"] {
-            let text = banner_text(&pairing(host), false);
+            let text = banner_text(&pairing(host), None);
             let network = line(&text, "  Network:");
             assert!(
                 network.starts_with("  Network:  none (") && network.contains("--host"),

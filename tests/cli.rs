@@ -86,16 +86,17 @@ async fn name_flag_is_sanitized_everywhere() {
     assert_eq!(connected["projectName"], expected.as_str());
 }
 
-/// Rasterizes the half-block QR text (a filled half = light, as on a dark terminal) and
-/// decodes it with an ordinary QR decoder.
-fn decode_terminal_qr(lines: &[String]) -> String {
+/// Rasterizes the half-block QR text as a terminal with a dark (or light) background shows it
+/// (filled halves in the foreground colour) and decodes it with an ordinary QR decoder.
+fn decode_terminal_qr(lines: &[String], light_background: bool) -> String {
     const SCALE: usize = 4;
     let width = lines[0].chars().count();
     let height = lines.len() * 2;
     // A dark margin stands for the terminal background around the block.
     let margin = 4 * SCALE;
     let (w, h) = (width * SCALE + 2 * margin, height * SCALE + 2 * margin);
-    let mut pixels = vec![0u8; w * h];
+    let (background, foreground) = if light_background { (255, 0) } else { (0, 255) };
+    let mut pixels = vec![background; w * h];
     for (row, line) in lines.iter().enumerate() {
         for (col, ch) in line.chars().enumerate() {
             let (top, bottom) = match ch {
@@ -105,15 +106,15 @@ fn decode_terminal_qr(lines: &[String]) -> String {
                 ' ' => (false, false),
                 other => panic!("unexpected character {other:?} in the QR block"),
             };
-            for (half, light) in [(0, top), (1, bottom)] {
-                if !light {
+            for (half, filled) in [(0, top), (1, bottom)] {
+                if !filled {
                     continue;
                 }
                 for dy in 0..SCALE {
                     for dx in 0..SCALE {
                         let y = margin + (row * 2 + half) * SCALE + dy;
                         let x = margin + col * SCALE + dx;
-                        pixels[y * w + x] = 255;
+                        pixels[y * w + x] = foreground;
                     }
                 }
             }
@@ -128,9 +129,21 @@ fn decode_terminal_qr(lines: &[String]) -> String {
 
 #[tokio::test]
 async fn human_banner_has_credentials_and_a_qr_code_that_decodes_to_the_payload() {
+    banner_qr_scans(&[], false).await;
+}
+
+/// A light terminal (COLORFGBG says so, or --qr-invert) gets the QR code the other way round,
+/// which scans there; the dark terminal's rendering would be a negative.
+#[tokio::test]
+async fn a_light_terminal_gets_a_qr_code_that_scans_on_it() {
+    banner_qr_scans(&[("COLORFGBG", "0;15")], true).await;
+}
+
+async fn banner_qr_scans(env: &[(&str, &str)], light_background: bool) {
     let project = common::project();
     let mut child = dev_command(project.path())
         .args(["--host", "192.168.7.9"])
+        .envs(env.iter().copied())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
@@ -175,7 +188,7 @@ async fn human_banner_has_credentials_and_a_qr_code_that_decodes_to_the_payload(
         .cloned()
         .collect();
     assert!(qr_lines.len() > 10, "a QR block is printed");
-    let payload = decode_terminal_qr(&qr_lines);
+    let payload = decode_terminal_qr(&qr_lines, light_background);
     let ws_port = payload.split('|').nth(2).expect("wsPort").to_owned();
     assert_eq!(
         payload,

@@ -424,3 +424,19 @@ async fn each_save_and_rebuild_is_answered_in_one_timestamped_line() {
     dev.press("q");
     assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
 }
+
+#[tokio::test]
+async fn a_terminal_too_narrow_for_the_qr_code_says_so_instead_of_wrapping_it() {
+    let project = common::project();
+    let mut dev = PtyDev::start_sized(project.path(), &[], 36);
+    let output = dev.wait_for("Press", 1).await;
+    assert_eq!(qr_blocks(&output), 0, "no broken QR code:\n{output}");
+    let line = plain_line(&output, "columns wide");
+    assert!(
+        line.starts_with("(This terminal is 36 columns wide and the QR code needs")
+            && line.contains("open http://localhost:"),
+        "{line}"
+    );
+    dev.press("q");
+    assert_eq!(dev.wait_exit().await, 0, "{}", dev.output());
+}

@@ -38,19 +38,27 @@ impl Modules {
     }
 }
 
+/// Columns the terminal rendering of `payload` takes.
+pub fn terminal_width(payload: &str) -> Result<usize> {
+    Ok(Modules::new(payload, TERMINAL_QUIET_ZONE)?.size)
+}
+
 /// Renders the payload for a terminal with Unicode half blocks, two modules per character cell.
 ///
 /// Light modules are drawn as filled blocks and dark ones as blanks: on the usual dark terminal
-/// background that gives dark-on-light, which is what phone scanners expect.
-pub fn terminal(payload: &str) -> Result<String> {
+/// background that gives dark-on-light, which is what phone scanners expect. On a light
+/// background (`light_background`) it is the other way round, or scanners see a negative.
+pub fn terminal(payload: &str, light_background: bool) -> Result<String> {
     let modules = Modules::new(payload, TERMINAL_QUIET_ZONE)?;
     let mut out = String::with_capacity(modules.size * (modules.size / 2 + 1) * 3);
     for y in (0..modules.size).step_by(2) {
         for x in 0..modules.size {
-            let top_light = !modules.is_dark(x, y);
+            // "Drawn" halves are filled: light modules on a dark background, dark ones on a light.
+            let drawn = |x, y| modules.is_dark(x, y) == light_background;
+            let top = drawn(x, y);
             // Past the last row there is nothing to draw; a blank half keeps the block square.
-            let bottom_light = y + 1 < modules.size && !modules.is_dark(x, y + 1);
-            out.push(match (top_light, bottom_light) {
+            let bottom = y + 1 < modules.size && drawn(x, y + 1);
+            out.push(match (top, bottom) {
                 (true, true) => '█',
                 (true, false) => '▀',
                 (false, true) => '▄',
@@ -87,9 +95,64 @@ pub fn svg(payload: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    const PAYLOAD: &str = "192.168.1.2|8765|8766|abcdefgh|0123456789abcdefghijkl|demo";
+
+    /// What a phone sees: the half-block text on a terminal whose background is light or dark
+    /// (filled halves take the foreground, the other colour), decoded by an ordinary decoder.
+    fn scan(text: &str, light_background: bool) -> Option<String> {
+        const SCALE: usize = 4;
+        let lines: Vec<&str> = text.lines().collect();
+        let width = lines[0].chars().count();
+        let margin = 4 * SCALE; // the terminal's background around the block
+        let (w, h) = (width * SCALE + 2 * margin, lines.len() * 2 * SCALE + 2 * margin);
+        let (background, foreground) = if light_background { (255, 0) } else { (0, 255) };
+        let mut pixels = vec![background; w * h];
+        for (row, line) in lines.iter().enumerate() {
+            for (col, ch) in line.chars().enumerate() {
+                let (top, bottom) = match ch {
+                    '█' => (true, true),
+                    '▀' => (true, false),
+                    '▄' => (false, true),
+                    _ => (false, false),
+                };
+                for (half, filled) in [(0, top), (1, bottom)] {
+                    for dy in 0..SCALE {
+                        for dx in 0..SCALE {
+                            let y = margin + (row * 2 + half) * SCALE + dy;
+                            let x = margin + col * SCALE + dx;
+                            if filled {
+                                pixels[y * w + x] = foreground;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
+        let grids = image.detect_grids();
+        grids
+            .first()
+            .and_then(|g| g.decode().ok())
+            .map(|(_, content)| content)
+    }
+
+    #[test]
+    fn each_rendering_scans_on_its_background_and_not_on_the_other() {
+        let for_dark = terminal(PAYLOAD, false).expect("qr");
+        let for_light = terminal(PAYLOAD, true).expect("qr");
+        assert_eq!(scan(&for_dark, false).as_deref(), Some(PAYLOAD));
+        assert_eq!(scan(&for_light, true).as_deref(), Some(PAYLOAD));
+        // The wrong one is a negative, which scanners (and rqrr) don't read.
+        assert_eq!(scan(&for_dark, true), None);
+        assert_eq!(
+            terminal_width(PAYLOAD).expect("width"),
+            for_dark.lines().next().expect("line").chars().count()
+        );
+    }
+
     #[test]
     fn terminal_block_is_square_and_framed_by_light_quiet_zone() {
-        let text = terminal("192.168.1.2|8765|8766|abcdefgh|0123456789abcdefghijkl|demo").expect("qr");
+        let text = terminal(PAYLOAD, false).expect("qr");
         let lines: Vec<&str> = text.lines().collect();
         let width = lines[0].chars().count();
         assert!(lines.iter().all(|l| l.chars().count() == width));

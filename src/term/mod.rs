@@ -40,6 +40,21 @@ impl Caps {
     }
 }
 
+/// True if the terminal says its background is light: `COLORFGBG` (set by rxvt, Konsole,
+/// iTerm2 and others) as `fg;bg` or `fg;default;bg`, the background one of the light ANSI
+/// colours (7 white, 9-15 the bright ones but 8, bright black).
+pub fn light_background() -> bool {
+    std::env::var("COLORFGBG").is_ok_and(|value| is_light_colorfgbg(&value))
+}
+
+fn is_light_colorfgbg(value: &str) -> bool {
+    value
+        .rsplit(';')
+        .next()
+        .and_then(|bg| bg.trim().parse::<u8>().ok())
+        .is_some_and(|bg| bg == 7 || (9..=15).contains(&bg))
+}
+
 /// False when `NO_COLOR` is set to anything non-empty (no-color.org) or `TERM=dumb`.
 pub fn color_allowed() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -97,6 +112,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn colorfgbg_names_light_backgrounds() {
+        for light in ["0;15", "0;7", "15;default;15", "0;11"] {
+            assert!(is_light_colorfgbg(light), "{light}");
+        }
+        for dark in ["15;0", "7;8", "default;default", "", "15;black"] {
+            assert!(!is_light_colorfgbg(dark), "{dark}");
+        }
+    }
 
     #[test]
     fn sizes_and_durations_read_well() {

@@ -20,10 +20,15 @@ pub struct PtyDev {
 impl PtyDev {
     /// Starts `dev` for `project` on loopback ephemeral ports with `env` added.
     pub fn start(project: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_sized(project, env, 120)
+    }
+
+    /// Like [`PtyDev::start`] in a terminal `cols` columns wide.
+    pub fn start_sized(project: &Path, env: &[(&str, &str)], cols: u16) -> Self {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: 50,
-                cols: 120,
+                cols,
                 pixel_width: 0,
                 pixel_height: 0,
             })
