@@ -198,6 +198,10 @@ pub struct DevArgs {
     /// Maximum heap of the compile worker's JVM (its -Xmx), e.g. 512m, 2g.
     #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_heap)]
     pub worker_heap: String,
+    /// With adb: at start-up and after every build, `adb reverse` both ports, install the APK
+    /// and start it on every connected device and emulator (what the `a` key does once).
+    #[arg(long)]
+    pub adb: bool,
     /// Don't build when the first device connects.
     #[arg(long)]
     pub no_initial_build: bool,

@@ -34,6 +34,8 @@ pub struct Config {
     /// `-Xmx` of the compile worker; `None` with `--no-compile-worker` (fresh processes).
     pub worker_heap: Option<String>,
     pub initial_build: bool,
+    /// Run the `a` (adb) action at start-up and after every build.
+    pub adb: bool,
     pub build_timeout: Duration,
     pub auth_timeout: Duration,
     pub idle_timeout: Duration,
@@ -168,6 +170,7 @@ impl Config {
             hot_reload: !args.no_hot_reload,
             worker_heap: (!args.no_compile_worker).then_some(args.worker_heap),
             initial_build: !args.no_initial_build,
+            adb: args.adb,
             build_timeout: args.build_timeout,
             auth_timeout: args.auth_timeout,
             idle_timeout: args.idle_timeout,
@@ -198,6 +201,7 @@ impl Config {
             hot_reload: true,
             worker_heap: Some("1g".to_owned()),
             initial_build: true,
+            adb: false,
             build_timeout: Duration::from_secs(300),
             auth_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30 * 60),

@@ -106,6 +106,10 @@ impl Dev {
         server.reporter.banner(&server.pairing(&session));
         tracing::info!("ready in {} ms", server.started.elapsed().as_millis());
         builder.server_ready();
+        if server.config.adb {
+            let (server, stop) = (server.clone(), stop.clone());
+            tokio::spawn(async move { crate::adb::answer(&server, &stop).await });
+        }
 
         shutdown.await;
         tracing::info!("stopping");

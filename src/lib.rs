@@ -1,6 +1,7 @@
 //! jetstart-rs: a fast, safe development server for Android Jetpack Compose apps, speaking
 //! JetStart's wire protocol.
 
+pub mod adb;
 pub mod bounded;
 pub mod build;
 pub mod cli;

@@ -285,6 +285,11 @@ async fn publish(server: &Arc<Server>, elapsed: Duration) -> bool {
         download_url,
         duration_ms: millis(elapsed),
     });
+    if server.config.adb {
+        let server = server.clone();
+        // Not part of the build: the next build may start while adb installs this one.
+        tokio::spawn(async move { crate::adb::answer(&server, &CancellationToken::new()).await });
+    }
     true
 }
 

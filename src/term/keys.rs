@@ -20,6 +20,10 @@ use crate::server::{BuildRequest, Server};
 const HELP: &[(&str, &str)] = &[
     ("r", "reload every device (full reload)"),
     ("b", "rebuild now"),
+    (
+        "a",
+        "adb: reverse both ports, install the last APK and start it on every device/emulator",
+    ),
     ("c", "show the QR code and connection details again"),
     ("d", "list connected devices"),
     ("q", "quit (also Ctrl+C)"),
@@ -85,6 +89,7 @@ fn hint(style: Style) -> String {
     let keys = [
         ("r", "reload"),
         ("b", "rebuild"),
+        ("a", "adb"),
         ("c", "QR code"),
         ("d", "devices"),
         ("q", "quit"),
@@ -141,6 +146,12 @@ async fn handle_keys(
             }
             // Answered by the build itself: `rebuild requested → full build` (or why none runs).
             KeyCode::Char('b') => server.request_build(BuildRequest::Manual),
+            KeyCode::Char('a') => {
+                let server = server.clone();
+                let stop = quit.clone();
+                // adb calls take seconds: the keys stay live meanwhile.
+                tokio::spawn(async move { crate::adb::answer(&server, &stop).await });
+            }
             KeyCode::Char('c') => {
                 let session = server.session.current();
                 server.reporter.banner(&server.pairing(&session));
