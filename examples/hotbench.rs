@@ -25,6 +25,10 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::default_server;
+
 /// Bound for any single wait (a first compile on a cold JVM takes seconds).
 const WAIT: Duration = Duration::from_secs(120);
 const SOURCE: &str = "app/src/main/java/dev/bench/Screen.kt";
@@ -312,22 +316,6 @@ fn write_sdk(sdk: &Path, build: &Path) -> Result<()> {
         bail!("could not build the stand-in d8.jar");
     }
     Ok(())
-}
-
-fn default_server() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("jetstart-rs"))
-        .context("can't locate the target directory")?;
-    if !path.exists() {
-        bail!(
-            "{} not found; build it first: cargo build --release --bins --examples",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 fn median(values: &mut [f64]) -> f64 {

@@ -27,6 +27,10 @@ use tokio::sync::{mpsc, Barrier};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::default_server;
+
 /// Bound for any single wait.
 const WAIT: Duration = Duration::from_secs(60);
 /// Debounce the server is started with; subtracted from save-to-device figures.
@@ -179,23 +183,6 @@ impl Builds {
 
 fn report(what: &str, unit: &str, value: f64) {
     println!("{what}: {value:.3} {unit}");
-}
-
-fn default_server() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    // target/<profile>/examples/loadgen → target/<profile>/jetstart-rs
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("jetstart-rs"))
-        .context("can't locate the target directory")?;
-    if !path.exists() {
-        bail!(
-            "{} not found; build it first: cargo build --release --bins --examples",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 async fn median_of<F, Fut>(runs: usize, mut f: F) -> Result<f64>

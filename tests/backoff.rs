@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{connect_message, recv_close, recv_type, send_json, within, Dev, Ws};
-use tokio::net::TcpSocket;
-use tokio_tungstenite::MaybeTlsStream;
+use common::{connect_message, recv_close, recv_type, send_json, Dev, Ws};
 
 const GUESSER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const BYSTANDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
@@ -17,23 +15,9 @@ const WRONG_TOKEN: &str = "WrongWrongWrongWrong12";
 /// Start of the server's warning when an address enters back-off.
 const BACKOFF_WARNING: &str = "failed authentications in a row from 127.0.0.2";
 
-/// Opens a WebSocket to `dev` from the source address `source`.
-async fn connect_from(dev: &Dev, source: IpAddr) -> Ws {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .expect("bind a loopback source address");
-    let server = SocketAddr::from(([127, 0, 0, 1], dev.ready.ws_port));
-    let stream = within("TCP connect", socket.connect(server))
-        .await
-        .expect("connect");
-    let upgrade = tokio_tungstenite::client_async(dev.ws_url(), MaybeTlsStream::Plain(stream));
-    within("WebSocket upgrade", upgrade).await.expect("upgrade").0
-}
-
 /// Sends a wrong token from `source`; returns the socket and when the message went out.
 async fn send_wrong_token(dev: &Dev, source: IpAddr) -> (Ws, Instant) {
-    let mut ws = connect_from(dev, source).await;
+    let mut ws = common::ws_connect_from(source, dev.ready.ws_port, &dev.ws_url()).await;
     let sent = Instant::now();
     send_json(&mut ws, &connect_message(&dev.ready.session_id, WRONG_TOKEN)).await;
     (ws, sent)
@@ -52,7 +36,7 @@ async fn wrong_token_attempt(dev: &Dev, source: IpAddr) -> (u16, Duration) {
 
 /// A real device from `source`: authenticates and gets `core:connected`.
 async fn device_from(dev: &Dev, source: IpAddr) -> Ws {
-    let mut ws = connect_from(dev, source).await;
+    let mut ws = common::ws_connect_from(source, dev.ready.ws_port, &dev.ws_url()).await;
     send_json(&mut ws, &connect_message(&dev.ready.session_id, &dev.ready.token)).await;
     recv_type(&mut ws, "core:connected").await;
     ws

@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use common::build::{env_refs, Toolchain};
 use common::gradle::copy_fixture;
 use common::{recv_close, recv_json, recv_type, send_json, within, ws_connect, Dev, Ws};
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
-use tokio_tungstenite::MaybeTlsStream;
 
 /// What `HotReloadClient.connect()` sends once the socket is open.
 fn runtime_hello(session_id: &str) -> Value {
@@ -113,20 +111,6 @@ async fn the_token_in_the_url_authenticates_and_never_reaches_any_output() {
     );
 }
 
-/// Opens a WebSocket at `path` (with its query) from the source address `source`.
-async fn connect_from(dev: &Dev, source: IpAddr, url: &str) -> Ws {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .expect("bind a loopback source address");
-    let server = SocketAddr::from(([127, 0, 0, 1], dev.ready.ws_port));
-    let stream = within("TCP connect", socket.connect(server))
-        .await
-        .expect("connect");
-    let upgrade = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream));
-    within("WebSocket upgrade", upgrade).await.expect("upgrade").0
-}
-
 #[tokio::test]
 async fn wrong_url_tokens_count_towards_the_back_off() {
     const GUESSER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
@@ -136,7 +120,7 @@ async fn wrong_url_tokens_count_towards_the_back_off() {
     let hello = runtime_hello(&dev.ready.session_id);
     let mut last = Duration::ZERO;
     for attempt in 1..=11 {
-        let mut ws = connect_from(&dev, GUESSER, &url).await;
+        let mut ws = common::ws_connect_from(GUESSER, dev.ready.ws_port, &url).await;
         let sent = Instant::now();
         send_json(&mut ws, &hello).await;
         let (code, _, _) = recv_close(&mut ws).await;

@@ -75,6 +75,11 @@ async fn equal_ports_are_bad_usage() {
 async fn start_json(args: &[&str]) -> (tokio::process::Child, serde_json::Value) {
     let mut cmd = jetstart(&["dev", "--json", "--bind", "127.0.0.1"]);
     cmd.args(args);
+    spawn_until_ready(cmd).await
+}
+
+/// Spawns a `dev --json` command and waits for its `ready` event.
+async fn spawn_until_ready(mut cmd: Command) -> (tokio::process::Child, serde_json::Value) {
     let mut child = cmd.spawn().expect("spawn");
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
@@ -267,20 +272,10 @@ async fn a_read_only_project_still_pairs_devices() {
     ] {
         std::fs::set_permissions(project.join(entry), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let Some(mut cmd) = read_only_dev(&project) else {
+    let Some(cmd) = read_only_dev(&project) else {
         return;
     };
-    let mut child = cmd.spawn().expect("spawn");
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    within(
-        "ready",
-        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line),
-    )
-    .await
-    .expect("read");
-    let ready: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("no ready event ({e}): {line:?}"));
+    let (child, ready) = spawn_until_ready(cmd).await;
     let ws_port = ready["wsPort"].as_u64().expect("wsPort");
     let mut ws = common::ws_connect(&format!("ws://127.0.0.1:{ws_port}")).await;
     let id = ready["session"]["id"].as_str().expect("id");

@@ -288,6 +288,21 @@ pub fn connect_message(session_id: &str, token: &str) -> Value {
     })
 }
 
+/// Opens a WebSocket to `url` on loopback port `port` from the source address `source`
+/// (127.0.0.x standing in for another machine on the Wi-Fi).
+pub async fn ws_connect_from(source: std::net::IpAddr, port: u16, url: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .expect("bind a loopback source address");
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = within("TCP connect", socket.connect(server))
+        .await
+        .expect("connect");
+    let upgrade = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream));
+    within("WebSocket upgrade", upgrade).await.expect("upgrade").0
+}
+
 /// Opens a WebSocket (no authentication).
 pub async fn ws_connect(url: &str) -> Ws {
     let (ws, _) = within("WebSocket connect", tokio_tungstenite::connect_async(url))
