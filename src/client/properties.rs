@@ -63,36 +63,39 @@ fn split(line: &str) -> (&str, &str) {
     (line, "")
 }
 
+/// Undoes the escapes. Like Java, it builds UTF-16: a character beyond the Basic Multilingual
+/// Plane is written as a surrogate pair of `\uXXXX` escapes (`\uD83D\uDE80` for 🚀), whose
+/// halves only mean something together. A lone half becomes U+FFFD.
 fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut units: Vec<u16> = Vec::with_capacity(text.len());
+    let mut push = |c: char, units: &mut Vec<u16>| units.extend_from_slice(c.encode_utf16(&mut [0; 2]));
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
-            out.push(c);
+            push(c, &mut units);
             continue;
         }
         match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('f') => out.push('\u{c}'),
+            Some('t') => push('\t', &mut units),
+            Some('n') => push('\n', &mut units),
+            Some('r') => push('\r', &mut units),
+            Some('f') => push('\u{c}', &mut units),
             Some('u') => {
                 let hex: String = chars.clone().take(4).collect();
-                match u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4) {
-                    Some(code) => {
-                        // Surrogate halves can't stand alone in a Rust string.
-                        out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                match u16::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4) {
+                    Some(unit) => {
+                        units.push(unit);
                         chars.nth(3);
                     }
                     // Java throws on a malformed \u; being a reader of our own file, keep the text.
-                    None => out.push('u'),
+                    None => push('u', &mut units),
                 }
             }
-            Some(other) => out.push(other),
+            Some(other) => push(other, &mut units),
             None => {}
         }
     }
-    out
+    String::from_utf16_lossy(&units)
 }
 
 #[cfg(test)]
@@ -122,6 +125,27 @@ mod tests {
         assert_eq!(props["long"], "one two");
         assert_eq!(props["next"], "\\");
         assert_eq!(props["last"], "x");
+    }
+
+    /// What the session file writer (`gradle::escape`) writes, read back: characters beyond
+    /// the Basic Multilingual Plane travel as surrogate pairs.
+    #[test]
+    fn round_trips_what_the_session_file_writer_writes() {
+        for value in [
+            "🚀 rocket",
+            "café — ünïcode",
+            "a=b:c #!",
+            "\u{1F600}\u{10FFFF}x",
+            " lead",
+            "tab\tnl\n",
+        ] {
+            let text = format!(
+                "{}={}\n",
+                crate::gradle::escape::properties("key", true),
+                crate::gradle::escape::properties(value, false)
+            );
+            assert_eq!(parse(&text)["key"], value, "{text:?}");
+        }
     }
 
     #[test]
