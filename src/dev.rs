@@ -67,6 +67,9 @@ impl Dev {
         server.reporter.emit(server.ready_event());
         server.reporter.banner(&server.pairing(&session));
         builder.server_ready();
+        if server.config.open_dashboard {
+            crate::http::browser::open_dashboard(server.config.bind, server.http_port);
+        }
 
         shutdown.await;
         tracing::info!("stopping");
