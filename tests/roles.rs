@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::build::{env_refs, BuildProject, Toolchain};
 use common::http::{get, request};
-use common::term::Tool;
+use common::term::{PtyDev, Tool};
 use common::{connect_message, recv_close, recv_json, recv_type, send_json, ws_connect, Dev, Ws};
 use serde_json::{json, Value};
 
@@ -183,4 +183,26 @@ async fn the_logs_tool_connects_as_a_viewer() {
         "`logs` started a build"
     );
     assert_eq!(project.gradle_runs(), 0);
+}
+
+#[tokio::test]
+async fn the_d_key_lists_devices_and_leaves_viewers_out() {
+    let project = common::project();
+    let mut dev = PtyDev::start(project.path(), &[]);
+    dev.wait_for("Press", 1).await;
+    let (session, token, ws_port) = dev.credentials();
+    let url = format!("ws://127.0.0.1:{ws_port}");
+    let mut watcher = ws_connect(&url).await;
+    send_json(&mut watcher, &viewer_message(&session, &token)).await;
+    recv_type(&mut watcher, "core:connected").await;
+    dev.press("d");
+    dev.wait_for("No device connected", 1).await;
+
+    let mut phone = ws_connect(&url).await;
+    send_json(&mut phone, &connect_message(&session, &token)).await;
+    recv_type(&mut phone, "core:connected").await;
+    dev.press("d");
+    let output = dev.wait_for("1 device(s) connected:", 1).await;
+    assert!(output.contains("Pixel Test"), "{output}");
+    assert!(!output.contains("Test viewer"), "a viewer is listed:\n{output}");
 }
