@@ -206,3 +206,20 @@ async fn the_d_key_lists_devices_and_leaves_viewers_out() {
     assert!(output.contains("Pixel Test"), "{output}");
     assert!(!output.contains("Test viewer"), "a viewer is listed:\n{output}");
 }
+
+#[tokio::test]
+async fn a_viewer_does_not_keep_an_idle_session_alive() {
+    let project = common::project();
+    let mut dev = Dev::start(
+        project.path(),
+        &["--idle-timeout", "1s", "--cleanup-interval", "100ms"],
+    )
+    .await;
+    let mut watcher = viewer(&dev).await;
+    // Heartbeats are a device's sign of life, not a viewer's.
+    send_json(&mut watcher, &json!({"type": "client:heartbeat"})).await;
+    let rotated = dev.event("session-rotated").await;
+    assert_eq!(rotated["reason"], "idle", "{rotated}");
+    let (code, _, _) = recv_close(&mut watcher).await;
+    assert_eq!(code, 4001, "the old credentials are closed as for any holder");
+}
