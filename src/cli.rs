@@ -182,6 +182,9 @@ pub struct DevArgs {
     /// Machine-readable mode: stdout carries only newline-delimited JSON events.
     #[arg(long)]
     pub json: bool,
+    /// Open the browser dashboard (http://localhost:<port>) once the server is ready.
+    #[arg(long, visible_alias = "web")]
+    pub open: bool,
     /// File-change debounce window (editors write one save as several events).
     #[arg(long, value_name = "DUR", default_value = "50ms", value_parser = parse_duration)]
     pub debounce: Duration,

@@ -28,6 +28,8 @@ pub struct Config {
     /// Draw the terminal QR code for a light background.
     pub qr_light_background: bool,
     pub json: bool,
+    /// Open the dashboard in the default browser once ready (`--open`, `--web`).
+    pub open_dashboard: bool,
     pub debounce: Duration,
     pub build_cmd: Option<String>,
     pub hot_reload: bool,
@@ -165,6 +167,7 @@ impl Config {
             show_qr: !args.no_qr,
             qr_light_background: args.qr_invert || crate::term::light_background(),
             json: args.json,
+            open_dashboard: args.open,
             debounce: args.debounce,
             build_cmd: args.build_cmd,
             hot_reload: !args.no_hot_reload,
@@ -196,6 +199,7 @@ impl Config {
             show_qr: false,
             qr_light_background: false,
             json: false,
+            open_dashboard: false,
             debounce: Duration::from_millis(50),
             build_cmd: None,
             hot_reload: true,

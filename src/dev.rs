@@ -110,6 +110,9 @@ impl Dev {
             let (server, stop) = (server.clone(), stop.clone());
             tokio::spawn(async move { crate::adb::answer(&server, &stop).await });
         }
+        if server.config.open_dashboard {
+            crate::http::browser::open_dashboard(server.config.bind, server.http_port);
+        }
 
         shutdown.await;
         tracing::info!("stopping");

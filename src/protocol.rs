@@ -95,6 +95,33 @@ fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<S
     })
 }
 
+/// What a connected client is, from `deviceInfo.role` in its `client:connect` (a jetstart-rs
+/// extension: JetStart's clients send no role and are devices).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A phone, an emulator, JetStart's web emulator, `jetstart-rs connect`: listed, counted,
+    /// its first connection starts the initial build.
+    Device,
+    /// A follower of events and logs (`jetstart-rs logs`, the browser dashboard): authenticated
+    /// like a device but never listed or counted as one, and it starts no build.
+    Viewer,
+}
+
+impl Role {
+    /// The `deviceInfo.role` value that makes a viewer.
+    pub const VIEWER: &'static str = "viewer";
+
+    /// Reads the role from a `deviceInfo` as sent: `"viewer"` (any case) is a viewer; anything
+    /// else, or nothing, is a device, so that no client becomes invisible by accident.
+    pub fn of(device_info: &Value) -> Self {
+        match device_info.get("role").and_then(Value::as_str) {
+            Some(role) if role.eq_ignore_ascii_case(Self::VIEWER) => Self::Viewer,
+            _ => Self::Device,
+        }
+    }
+}
+
 /// Build phases, as in JetStart's `BuildPhase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,6 +218,11 @@ pub enum CoreMessage {
     Log { session_id: String, log: Value },
     #[serde(rename = "core:disconnect", rename_all = "camelCase")]
     Disconnect { reason: String },
+    /// A jetstart-rs extension, sent only to viewers on this computer (loopback): one `--json`
+    /// event (README, `--json` mode), for what JetStart's messages don't carry, such as a hot
+    /// reload's timing. Never the `ready` or `session-rotated` events (they hold the token).
+    #[serde(rename = "jetstart-rs:event", rename_all = "camelCase")]
+    Event { event: Value },
 }
 
 #[derive(Serialize)]
@@ -223,6 +255,7 @@ impl CoreMessage {
             Self::Reload { .. } => "core:reload",
             Self::Log { .. } => "core:log",
             Self::Disconnect { .. } => "core:disconnect",
+            Self::Event { .. } => "jetstart-rs:event",
         }
     }
 }
@@ -259,6 +292,22 @@ mod tests {
                 device_info: Some(json!("phone"))
             }
         );
+    }
+
+    #[test]
+    fn only_a_viewer_role_makes_a_viewer() {
+        assert_eq!(Role::of(&json!({"role": "viewer", "model": "x"})), Role::Viewer);
+        assert_eq!(Role::of(&json!({"role": "Viewer"})), Role::Viewer);
+        for device in [
+            json!({"model": "Pixel 7"}),
+            json!({"role": "device"}),
+            json!({"role": "admin"}),
+            json!({"role": 1}),
+            json!("phone"),
+            Value::Null,
+        ] {
+            assert_eq!(Role::of(&device), Role::Device, "{device}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::pairing::{qr, Pairing};
-use crate::protocol::ApkInfo;
+use crate::protocol::{ApkInfo, Role};
 use crate::term::{self, Caps, Progress, Style};
 
 /// Credentials as shown in `ready` and `session-rotated`.
@@ -77,18 +77,24 @@ pub enum Event {
         client_id: String,
         device_info: Value,
         addr: String,
+        role: Role,
     },
     #[serde(rename_all = "camelCase")]
     ClientRejected {
+        /// A close code, or 403 for a browser refused for its `Origin` before any WebSocket.
         code: u16,
         reason: String,
         addr: String,
+        /// The refused browser origin.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        origin: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     ClientDisconnected {
         client_id: String,
         code: Option<u16>,
         reason: String,
+        role: Role,
     },
     #[serde(rename_all = "camelCase")]
     BuildStart {
@@ -151,7 +157,12 @@ pub struct Reporter {
     progress: Mutex<Option<Progress>>,
     /// The keyboard-shortcut hint shown under the banner, once shortcuts are on.
     hint: OnceLock<String>,
+    /// Also given every event: the hub's feed to viewers on this computer (the dashboard).
+    tap: OnceLock<EventTap>,
 }
+
+/// A receiver of every event, besides the terminal and `--json` output.
+pub type EventTap = Box<dyn Fn(&Event) + Send + Sync>;
 
 impl Reporter {
     pub fn new(json: bool, show_qr: bool) -> Self {
@@ -162,6 +173,7 @@ impl Reporter {
             caps: Caps::detect(json),
             progress: Mutex::new(None),
             hint: OnceLock::new(),
+            tap: OnceLock::new(),
         }
     }
 
@@ -169,6 +181,11 @@ impl Reporter {
     pub fn with_light_background(mut self, light: bool) -> Self {
         self.qr_light_background = light;
         self
+    }
+
+    /// Gives every event from now on to `tap` as well (set once; later calls are ignored).
+    pub fn set_tap(&self, tap: EventTap) {
+        let _ = self.tap.set(tap);
     }
 
     /// Shows `hint` (one line) under every banner from now on.
@@ -198,6 +215,9 @@ impl Reporter {
             // Event serialization can't fail: string keys only.
             let line = serde_json::to_string(&event).unwrap_or_default();
             self.write_stdout(&format!("{line}\n"));
+        }
+        if let Some(tap) = self.tap.get() {
+            tap(&event);
         }
     }
 
@@ -291,7 +311,7 @@ pub fn banner_text(pairing: &Pairing<'_>, qr: Option<QrLayout>) -> String {
 }
 
 /// True for `localhost` and loopback IP literals: addresses no phone can reach.
-fn is_loopback_host(host: &str) -> bool {
+pub fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -313,18 +333,43 @@ fn log_human(event: &Event) {
             client_id,
             device_info,
             addr,
+            role,
         } => {
             let model = device_name(device_info);
-            tracing::info!("device connected: {model} ({client_id}, {addr})");
+            match role {
+                Role::Device => tracing::info!("device connected: {model} ({client_id}, {addr})"),
+                // The dashboard opens one on every page load: not worth a line of its own.
+                Role::Viewer => tracing::debug!("viewer connected: {model} ({client_id}, {addr})"),
+            }
         }
-        Event::ClientRejected { code, reason, addr } => {
+        Event::ClientRejected {
+            code,
+            reason,
+            addr,
+            origin: None,
+        } => {
             tracing::warn!(code, %addr, "Rejected client: {reason}");
         }
-        Event::ClientDisconnected {
-            client_id, reason, ..
+        Event::ClientRejected {
+            addr,
+            origin: Some(origin),
+            ..
         } => {
-            tracing::info!("device disconnected: {client_id} ({reason})");
+            tracing::warn!(
+                %addr,
+                "Rejected a browser from {origin}: origin not allowed; to let it connect, \
+                 restart with --allow-origin {origin}"
+            );
         }
+        Event::ClientDisconnected {
+            client_id,
+            reason,
+            role,
+            ..
+        } => match role {
+            Role::Device => tracing::info!("device disconnected: {client_id} ({reason})"),
+            Role::Viewer => tracing::debug!("viewer disconnected: {client_id} ({reason})"),
+        },
         Event::BuildStart {
             kind: BuildKind::Full,
             trigger,

@@ -90,6 +90,14 @@ impl Server {
             session.clone(),
             reporter.clone(),
         );
+        // Every event also goes to the viewers on this computer (the dashboard). Weak: the hub
+        // holds the reporter.
+        let feed = hub.downgrade();
+        reporter.set_tap(Box::new(move |event| {
+            if let Some(hub) = feed.upgrade() {
+                hub.send_event(event);
+            }
+        }));
         Self {
             config,
             session,

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{render, Target};
-use crate::protocol::close;
+use crate::protocol::{close, Role};
 use crate::session::unix_ms;
 use crate::term::{output, Caps, Style};
 
@@ -23,7 +23,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(target: Target, json: bool) -> Result<()> {
     let style = Style::new(Caps::detect(json).color);
     let token = target.token.clone();
-    follow(&target, "jetstart-rs connect", |raw, message| {
+    follow(&target, device_info("jetstart-rs connect"), |raw, message| {
         let text = if json {
             raw.to_owned()
         } else {
@@ -65,10 +65,22 @@ pub fn device_info(model: &str) -> Value {
     })
 }
 
-/// Connects as a device named `model` and calls `on_message` with every text message until
+/// The `deviceInfo` of a viewer (`jetstart-rs logs`): it follows events and logs but is not a
+/// device (not listed or counted, starts no build; README, Roles).
+pub fn viewer_info(model: &str) -> Value {
+    let mut info = device_info(model);
+    info["role"] = Role::VIEWER.into();
+    info
+}
+
+/// Connects presenting `device_info` and calls `on_message` with every text message until
 /// the connection ends. Ctrl+C (or SIGTERM) sends `client:disconnect` and ends with `Ok`; a
 /// close by the server is `Ok` only for a normal close or a stopping server.
-pub async fn follow(target: &Target, model: &str, mut on_message: impl FnMut(&str, &Value)) -> Result<()> {
+pub async fn follow(
+    target: &Target,
+    device_info: Value,
+    mut on_message: impl FnMut(&str, &Value),
+) -> Result<()> {
     eprintln!(
         "connecting to {} (session {}{})",
         target.ws_url,
@@ -92,7 +104,7 @@ pub async fn follow(target: &Target, model: &str, mut on_message: impl FnMut(&st
         "timestamp": unix_ms(),
         "sessionId": target.session_id,
         "token": target.token,
-        "deviceInfo": device_info(model),
+        "deviceInfo": device_info,
     });
     ws.send(Message::text(hello.to_string()))
         .await

@@ -9,8 +9,11 @@ use crate::term::{output, Caps, Style};
 /// Prints every `core:log` that passes `filter`: a readable line, or the raw JSON.
 pub async fn run(target: Target, filter: Filter, json: bool) -> Result<()> {
     let style = Style::new(Caps::detect(json).color);
-    connect::follow(&target, "jetstart-rs logs", |raw, message| {
-        match message.get("type").and_then(serde_json::Value::as_str) {
+    // A viewer: it follows the logs without being one of the devices.
+    connect::follow(
+        &target,
+        connect::viewer_info("jetstart-rs logs"),
+        |raw, message| match message.get("type").and_then(serde_json::Value::as_str) {
             Some("core:connected") => eprintln!("following device logs (Ctrl+C to stop)"),
             Some("core:log") => {
                 let log = message.get("log").cloned().unwrap_or_default();
@@ -24,7 +27,7 @@ pub async fn run(target: Target, filter: Filter, json: bool) -> Result<()> {
                 }
             }
             _ => {}
-        }
-    })
+        },
+    )
     .await
 }

@@ -68,7 +68,7 @@ fn split(line: &str) -> (&str, &str) {
 /// halves only mean something together. A lone half becomes U+FFFD.
 fn unescape(text: &str) -> String {
     let mut units: Vec<u16> = Vec::with_capacity(text.len());
-    let mut push = |c: char, units: &mut Vec<u16>| units.extend_from_slice(c.encode_utf16(&mut [0; 2]));
+    let push = |c: char, units: &mut Vec<u16>| units.extend_from_slice(c.encode_utf16(&mut [0; 2]));
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {

@@ -124,7 +124,7 @@ pub fn is_allowed_host(value: &str, advertised: &str) -> bool {
 }
 
 /// The host part of `host[:port]` / `[v6][:port]`, or `None` if the value is malformed.
-fn strip_port(value: &str) -> Option<&str> {
+pub(super) fn strip_port(value: &str) -> Option<&str> {
     let valid_port =
         |port: &str| !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
     if let Some(rest) = value.strip_prefix('[') {

@@ -1,6 +1,7 @@
 //! HTTP routes on `port` (SPEC §5), with axum: health, APK download, and the loopback-only
-//! pairing page and device management.
+//! dashboard (the pairing page) and device management.
 
+pub mod browser;
 mod download;
 mod guard;
 mod manage;
@@ -29,7 +30,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn router(server: Arc<Server>) -> Router {
     // Everything in here passes the loopback + Host guard first (SPEC §5 "loopback only").
     let loopback = Router::new()
-        .route("/", get(pages::pairing_page))
+        .route("/", get(pages::dashboard))
         .route("/qr.svg", get(pages::qr_svg))
         .route("/session", get(manage::session))
         .route("/session/rotate", post(manage::rotate))

@@ -1,4 +1,5 @@
-//! The loopback-only pairing page (`GET /`) and QR code (`GET /qr.svg`).
+//! The loopback-only dashboard (`GET /`: pairing, builds, hot reloads, devices, logs) and QR code
+//! (`GET /qr.svg`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Result};
 use axum::extract::State;
 use axum::http::header::{self, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::AppError;
@@ -16,15 +18,16 @@ use crate::server::Server;
 use crate::session::random_base62;
 
 /// The page, embedded in the binary.
-const TEMPLATE: &str = include_str!("../../templates/pairing.html");
+const TEMPLATE: &str = include_str!("../../templates/dashboard.html");
 
 /// Length of the per-response CSP nonce (base62, ≈ 131 bits like a token).
 const NONCE_LEN: usize = 22;
 
-/// `GET /`: the QR code, the connection details (token included: loopback only) and the
-/// devices. Its one inline `<style>` and `<script>` are allowed by a per-response nonce;
-/// nothing else may load or run.
-pub async fn pairing_page(State(server): State<Arc<Server>>) -> Result<Response, AppError> {
+/// `GET /`: the QR code, the connection details (token included: loopback only), the devices,
+/// and (live, once its script connects to the hub as a viewer) builds, hot reloads and device
+/// logs. Its one inline `<style>` and `<script>` are allowed by a per-response nonce; nothing
+/// else may load or run, and it may connect to this server only.
+pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) -> Result<Response, AppError> {
     let session = server.session.current();
     let pairing = server.pairing(&session);
     let payload = pairing.payload();
@@ -54,11 +57,20 @@ pub async fn pairing_page(State(server): State<Arc<Server>>) -> Result<Response,
             "no_devices_hidden",
             Value::Raw(if clients.is_empty() { "" } else { " hidden" }),
         ),
+        (
+            "loopback_warning_hidden",
+            Value::Raw(if crate::report::is_loopback_host(&server.config.host) {
+                ""
+            } else {
+                " hidden"
+            }),
+        ),
     ];
     let html = render(TEMPLATE, &values)?;
+    let socket = socket_source(&headers, server.ws_port);
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-         connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+         connect-src 'self' {socket}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     );
     let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     let headers = response.headers_mut();
@@ -81,6 +93,24 @@ pub async fn qr_svg(State(server): State<Arc<Server>>) -> Result<Response, AppEr
         HeaderValue::from_static("default-src 'none'"),
     );
     Ok(response)
+}
+
+/// The CSP source the page's WebSocket needs: the hub's port on the host the browser asked for
+/// (the page connects to `ws://<its own host>:<wsPort>`; CSP's `'self'` covers only its own
+/// port). The guard has let only `localhost`, an IP literal or the advertised host through; a
+/// name CSP can't spell (an IPv6 literal) gets any host on that port.
+fn socket_source(headers: &HeaderMap, ws_port: u16) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::guard::strip_port)
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        })
+        .unwrap_or("*");
+    format!("ws://{host}:{ws_port}")
 }
 
 /// The server-rendered rows of the device table (the page's script keeps them fresh).

@@ -22,6 +22,10 @@ use super::Hub;
 use crate::protocol::{close, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
 use crate::report::Event;
 
+/// The `code` of a `client-rejected` event for a browser refused for its `Origin`: the HTTP
+/// status it got, as no WebSocket (and no close code) ever existed.
+const HTTP_FORBIDDEN: u16 = 403;
+
 /// Small buffers: a thousand idle devices must not cost a thousand 128 KiB buffers.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -38,10 +42,12 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
     // a slot longer than --auth-timeout.
     let deadline = Instant::now() + settings.auth_timeout;
     let mut url_token = UrlToken::Absent;
+    let mut refused_origin = None;
     let check = UpgradeCheck {
         advertised_host: &settings.advertised_host,
         allowed: &settings.allowed_origins,
         url_token: &mut url_token,
+        refused_origin: &mut refused_origin,
     };
     let wire = Wire::new(stream);
     let io = WireIo(wire.clone());
@@ -54,6 +60,17 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
     };
     let ws = match upgraded {
         Ok(Ok(ws)) => ws,
+        Ok(Err(_)) if refused_origin.is_some() => {
+            // Answered with 403 by the check; a browser page learns nothing more, so the
+            // developer is told here, with the flag that would let it in.
+            hub.inner.reporter.emit(Event::ClientRejected {
+                code: HTTP_FORBIDDEN,
+                reason: "origin not allowed".to_owned(),
+                addr: addr.to_string(),
+                origin: refused_origin,
+            });
+            return;
+        }
         Ok(Err(e)) => {
             tracing::debug!(%addr, "WebSocket upgrade failed: {e}");
             if handshake::is_plain_http(&e) {
@@ -149,6 +166,7 @@ async fn reject(hub: &Hub, ws: Socket, addr: SocketAddr, code: u16, reason: &'st
         code,
         reason: reason.to_owned(),
         addr: addr.to_string(),
+        origin: None,
     });
     close_unauthenticated(ws, code, reason).await;
 }
@@ -229,12 +247,17 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
     // `core:connected` first: the device is waiting for it, the bookkeeping below can wait.
     let (mut ws, mut rx) = (ws, rx);
     let in_flight = device::greet(&mut ws, &mut rx, &close_signal, &info);
-    hub.publish_presence();
-    inner.session.touch();
+    hub.count_local_viewer(&info, true);
+    if info.is_device() {
+        // A viewer neither starts the initial build nor keeps the session from expiring.
+        hub.publish_presence();
+        inner.session.touch();
+    }
     inner.reporter.emit(Event::ClientConnected {
         client_id: client_id.clone(),
         device_info: info.device_info.clone(),
         addr: info.addr.to_string(),
+        role: info.role,
     });
 
     // Takes the device off the registry itself, before its close handshake.
@@ -246,9 +269,11 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         CloseRequest::PeerClosed => "closed by the device".to_owned(),
         CloseRequest::Abort => "connection lost".to_owned(),
     };
+    hub.count_local_viewer(&info, false);
     inner.reporter.emit(Event::ClientDisconnected {
         client_id,
         code: request.code(),
         reason,
+        role: info.role,
     });
 }

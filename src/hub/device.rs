@@ -407,7 +407,7 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
     }
 }
 
-/// Handles one text message from an authenticated device.
+/// Handles one text message from an authenticated client.
 fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
     let inner = &hub.inner;
     let message = match ClientMessage::decode(text) {
@@ -417,6 +417,9 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             return Reply::Nothing;
         }
     };
+    if !info.is_device() {
+        return on_viewer_text(info, message);
+    }
     inner.session.touch();
     match message {
         ClientMessage::Heartbeat {} => Reply::Nothing,
@@ -428,6 +431,8 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             Reply::Nothing
         }
         ClientMessage::Log { log } => {
+            // Completed to JetStart's `LogEntry`: browser clients read every field of it.
+            let log = super::log_entry::complete(log, info.label());
             inner.reporter.device_log(info.label(), &log);
             let message = CoreMessage::Log {
                 session_id: hub.session().id.clone(),
@@ -442,6 +447,21 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
         }
         ClientMessage::Connect { .. } | ClientMessage::Unknown => {
             tracing::debug!(client = %info.client_id, "ignoring an unexpected message type");
+            Reply::Nothing
+        }
+    }
+}
+
+/// A viewer only follows: it has no logs or status of its own to report, and its messages are
+/// no sign of a device's activity (the session may expire under it).
+fn on_viewer_text(info: &ClientInfo, message: ClientMessage) -> Reply {
+    match message {
+        ClientMessage::Disconnect { .. } => {
+            Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
+        }
+        ClientMessage::Heartbeat {} => Reply::Nothing,
+        _ => {
+            tracing::debug!(client = %info.client_id, "ignoring a viewer's message other than heartbeat or disconnect");
             Reply::Nothing
         }
     }

@@ -15,6 +15,8 @@ use super::auth::UrlToken;
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read from a refused connection before answering.
 const MAX_REFUSED_HEAD: usize = 8 * 1024;
+/// A refused `Origin` is reported up to this many characters (a header may be kilobytes).
+const MAX_REPORTED_ORIGIN: usize = 200;
 
 /// Whether a browser `Origin` may open a socket: localhost in any form on any port, the
 /// advertised host on any port, or one of the `--allow-origin` values (normalized).
@@ -58,6 +60,9 @@ pub struct UpgradeCheck<'a> {
     pub advertised_host: &'a str,
     pub allowed: &'a [String],
     pub url_token: &'a mut UrlToken,
+    /// Set to the `Origin` (normalized, printable, cut short) when it was refused, for the
+    /// caller to report as a `client-rejected` event.
+    pub refused_origin: &'a mut Option<String>,
 }
 
 impl Callback for UpgradeCheck<'_> {
@@ -73,7 +78,12 @@ impl Callback for UpgradeCheck<'_> {
         if allowed {
             return Ok(response);
         }
-        tracing::warn!(origin = ?origin, "refused WebSocket upgrade from a foreign browser origin");
+        let shown = crate::config::normalize_origin(&String::from_utf8_lossy(origin.as_bytes()));
+        let shown: String = crate::term::logline::printable(&shown)
+            .chars()
+            .take(MAX_REPORTED_ORIGIN)
+            .collect();
+        *self.refused_origin = Some(shown);
         let mut refusal = ErrorResponse::new(Some(
             "origin not allowed; start the server with --allow-origin <ORIGIN> to allow it".to_owned(),
         ));

@@ -6,11 +6,12 @@ mod connection;
 mod device;
 pub mod frame;
 pub mod handshake;
+mod log_entry;
 pub mod registry;
 pub mod wire;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::protocol::{close, CoreMessage};
-use crate::report::Reporter;
+use crate::report::{Event, Reporter};
 use crate::session::{Session, SessionStore};
 use registry::Registry;
 pub use registry::{ClientInfo, ClientSnapshot, CloseRequest};
@@ -73,6 +74,10 @@ struct Inner {
     any_device: watch::Sender<bool>,
     /// Failed authentications per peer address, to slow down guessing.
     auth_backoff: backoff::AuthBackoff,
+    /// Viewers connected from this computer: while there are none, events are not encoded for
+    /// them at all (a thousand devices connecting cost nothing extra). Only a shortcut: the
+    /// registry decides who gets an event.
+    local_viewers: AtomicUsize,
 }
 
 /// Handle to the hub; cheap to clone.
@@ -96,6 +101,7 @@ impl Hub {
                 next_client: AtomicU64::new(1),
                 any_device: watch::Sender::new(false),
                 auth_backoff: backoff::AuthBackoff::default(),
+                local_viewers: AtomicUsize::new(0),
             }),
         }
     }
@@ -139,16 +145,37 @@ impl Hub {
         }
     }
 
-    /// Serializes `message` once and sends the same bytes to every authenticated device.
-    /// A `core:build-complete` is also remembered for devices that connect later.
+    /// Serializes `message` once and sends the same bytes to every authenticated client;
+    /// returns how many devices (viewers aside) it went to. A `core:build-complete` is also
+    /// remembered for clients that connect later, a `core:build-error` for viewers.
     pub fn broadcast(&self, message: &CoreMessage) -> usize {
         let bytes = Utf8Bytes::from(message.encode());
         match message {
             CoreMessage::BuildComplete { apk_info, .. } => {
                 self.inner.registry.broadcast_build(&bytes, apk_info.clone())
             }
+            CoreMessage::BuildError { .. } => self.inner.registry.broadcast_build_error(&bytes),
             _ => self.broadcast_encoded(&bytes),
         }
+    }
+
+    /// Sends a `--json` event to the viewers on this computer as `jetstart-rs:event`. The
+    /// events that carry the token (`ready`, `session-rotated`) are never sent.
+    pub fn send_event(&self, event: &Event) {
+        if self.inner.local_viewers.load(Ordering::Relaxed) == 0
+            || matches!(event, Event::Ready { .. } | Event::SessionRotated { .. })
+        {
+            return;
+        }
+        // Serializing an event can't fail: string keys only.
+        let event = serde_json::to_value(event).unwrap_or_default();
+        let bytes = Utf8Bytes::from(CoreMessage::Event { event }.encode());
+        self.inner.registry.broadcast_local_viewers(&bytes);
+    }
+
+    /// A handle that doesn't keep the hub alive (for the reporter, which the hub holds).
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
     }
 
     /// Sends already-encoded bytes to every authenticated device.
@@ -236,10 +263,32 @@ impl Hub {
         });
     }
 
+    /// Counts a viewer on this computer in or out (see `Inner::local_viewers`).
+    fn count_local_viewer(&self, info: &ClientInfo, joined: bool) {
+        if info.is_local_viewer() {
+            if joined {
+                self.inner.local_viewers.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.inner.local_viewers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn next_client_id(&self) -> String {
         format!(
             "client-{}",
             self.inner.next_client.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+/// A [`Hub`] handle that doesn't keep it alive.
+#[derive(Clone)]
+pub struct WeakHub(Weak<Inner>);
+
+impl WeakHub {
+    /// The hub, while it exists.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
     }
 }

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::frame::RawFrame;
 use super::wire::{Wire, DIRECT_MAX};
-use crate::protocol::{close, ApkInfo};
+use crate::protocol::{close, ApkInfo, Role};
 use crate::session::unix_ms;
 
 /// Messages that may wait for one device (SPEC §4). A device further behind is closed with 1013.
@@ -104,11 +104,13 @@ impl Default for CloseSignal {
     }
 }
 
-/// What is known about one authenticated device.
+/// What is known about one authenticated client (a device or a viewer).
 #[derive(Debug)]
 pub struct ClientInfo {
     pub client_id: String,
     pub device_info: Value,
+    /// From `deviceInfo.role`: viewers get broadcasts but are never listed or counted.
+    pub role: Role,
     pub addr: SocketAddr,
     /// Unix ms.
     pub connected_at: u64,
@@ -122,6 +124,7 @@ impl ClientInfo {
         let now = unix_ms();
         Self {
             client_id,
+            role: Role::of(&device_info),
             device_info,
             addr,
             connected_at: now,
@@ -153,6 +156,15 @@ impl ClientInfo {
     /// How long since bytes last reached the device's socket.
     pub fn stuck_for(&self) -> Duration {
         Duration::from_millis(unix_ms().saturating_sub(self.last_progress.load(Ordering::Relaxed)))
+    }
+
+    pub fn is_device(&self) -> bool {
+        self.role == Role::Device
+    }
+
+    /// A viewer on this computer: the only kind that gets the `--json` event feed.
+    pub fn is_local_viewer(&self) -> bool {
+        self.role == Role::Viewer && self.addr.ip().to_canonical().is_loopback()
     }
 
     /// The device model for human output, or its client id.
@@ -190,6 +202,9 @@ struct Inner {
     clients: HashMap<String, ClientEntry>,
     /// The last successful build, replayed to devices that connect later.
     last_apk: Option<ApkInfo>,
+    /// The `core:build-error` of the last build if it failed, replayed to viewers only (a device
+    /// is told of the last APK, as in JetStart; a dashboard opened after a failure shows it).
+    last_error: Option<Utf8Bytes>,
 }
 
 /// Authenticated devices. The lock is only held for non-blocking work (no awaits).
@@ -213,7 +228,10 @@ impl Registry {
         greet: impl FnOnce(Option<&ApkInfo>) -> Option<Vec<Utf8Bytes>>,
     ) -> Option<usize> {
         let mut inner = self.lock();
-        let greeting = greet(inner.last_apk.as_ref())?;
+        let mut greeting = greet(inner.last_apk.as_ref())?;
+        if !entry.info.is_device() {
+            greeting.extend(inner.last_error.clone());
+        }
         for message in greeting {
             // A fresh queue has room for the greeting.
             let _ = entry.queue.try_send(RawFrame::text(message.into()));
@@ -229,13 +247,36 @@ impl Registry {
         inner.clients.len()
     }
 
-    /// Sends the same bytes to every device (see [`broadcast_locked`]); a device whose queue is
-    /// full is closed with 1013 and dropped, so it can't slow the others. Returns how many
-    /// devices got the message.
+    /// Sends the same bytes to every client, viewers included (see [`broadcast_locked`]); a
+    /// client whose queue is full is closed with 1013 and dropped, so it can't slow the others.
+    /// Returns how many devices (not viewers) got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
-        let (delivered, full) = broadcast_locked(&mut self.lock(), bytes);
+        let (delivered, full) = broadcast_locked(&mut self.lock(), bytes, |_| true);
         warn_too_slow(&full, "can't keep up (its queue is full)");
         delivered
+    }
+
+    /// [`Registry::broadcast`] of a `core:build-error`, remembered for viewers that connect
+    /// later (until a build succeeds).
+    pub fn broadcast_build_error(&self, bytes: &Utf8Bytes) -> usize {
+        let mut inner = self.lock();
+        inner.last_error = Some(bytes.clone());
+        let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
+        drop(inner);
+        warn_too_slow(&full, "can't keep up (its queue is full)");
+        delivered
+    }
+
+    /// Sends the same bytes to the viewers on this computer only (the `--json` event feed, which
+    /// names devices' addresses: nothing for token holders elsewhere on the network).
+    pub fn broadcast_local_viewers(&self, bytes: &Utf8Bytes) {
+        let mut inner = self.lock();
+        if !inner.clients.values().any(|e| e.info.is_local_viewer()) {
+            return;
+        }
+        let (_, full) = broadcast_locked(&mut inner, bytes, ClientInfo::is_local_viewer);
+        drop(inner);
+        warn_too_slow(&full, "can't keep up (its queue is full)");
     }
 
     /// [`Registry::broadcast`] of a `core:build-complete`, remembered for devices that connect
@@ -243,7 +284,8 @@ impl Registry {
     pub fn broadcast_build(&self, bytes: &Utf8Bytes, apk: ApkInfo) -> usize {
         let mut inner = self.lock();
         inner.last_apk = Some(apk);
-        let (delivered, full) = broadcast_locked(&mut inner, bytes);
+        inner.last_error = None;
+        let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
         drop(inner);
         warn_too_slow(&full, "can't keep up (its queue is full)");
         delivered
@@ -271,7 +313,7 @@ impl Registry {
                 keep
             });
         }
-        let (delivered, full) = broadcast_locked(&mut inner, bytes);
+        let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
         drop(inner);
         warn_too_slow(&stuck, "took nothing from its queue while logs waited for it");
         warn_too_slow(&full, "can't keep up (its queue is full)");
@@ -297,20 +339,28 @@ impl Registry {
         count
     }
 
+    /// The number of devices (viewers are not counted).
     pub fn len(&self) -> usize {
-        self.lock().clients.len()
+        self.lock()
+            .clients
+            .values()
+            .filter(|e| e.info.is_device())
+            .count()
     }
 
+    /// True when no device is registered (viewers may be). Stops at the first device, so it
+    /// stays cheap with a thousand of them.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !self.lock().clients.values().any(|e| e.info.is_device())
     }
 
-    /// The devices, oldest connection first.
+    /// The devices (not the viewers), oldest connection first.
     pub fn snapshot(&self) -> Vec<ClientSnapshot> {
         let mut list: Vec<ClientSnapshot> = self
             .lock()
             .clients
             .values()
+            .filter(|e| e.info.is_device())
             .map(|e| ClientSnapshot {
                 client_id: e.info.client_id.clone(),
                 device_info: e.info.device_info.clone(),
@@ -324,8 +374,8 @@ impl Registry {
     }
 }
 
-/// Sends `bytes` to every device; returns how many got it and the devices closed because their
-/// queue was full (logged by the caller, once the lock is released).
+/// Sends `bytes` to every client in `audience`; returns how many devices got it and the clients
+/// closed because their queue was full (logged by the caller, once the lock is released).
 ///
 /// A small message goes straight to the socket of a device whose task is waiting for one
 /// ([`Wire::send_or_queue`]); but one thread writing to a thousand sockets leaves the runtime's
@@ -333,7 +383,11 @@ impl Registry {
 /// tasks, which the other workers run meanwhile, and this thread writes to the one; the last
 /// devices (one in [`DIRECT_TAIL_SHARE`]) it writes to itself. Large messages (a DEX patch) are
 /// always queued: each device's task writes its own copy, and the lock is not held for long.
-fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>) {
+fn broadcast_locked(
+    inner: &mut Inner,
+    bytes: &Utf8Bytes,
+    audience: impl Fn(&ClientInfo) -> bool,
+) -> (usize, Vec<String>) {
     let mut delivered = 0;
     let mut full = Vec::new();
     // Serialized once: each device's frame shares the bytes.
@@ -344,6 +398,9 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>
     let shared = count - count / DIRECT_TAIL_SHARE;
     let mut index = 0;
     inner.clients.retain(|id, entry| {
+        if !audience(&entry.info) {
+            return true;
+        }
         let direct = small && (index >= shared || index % workers == 0);
         index += 1;
         let sent = entry.wire.send_or_queue(frame.clone(), &entry.queue, direct);
@@ -352,7 +409,7 @@ fn broadcast_locked(inner: &mut Inner, bytes: &Utf8Bytes) -> (usize, Vec<String>
                 if sent.wrote_some() {
                     entry.info.wrote();
                 }
-                delivered += 1;
+                delivered += usize::from(entry.info.is_device());
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -387,6 +444,20 @@ mod tests {
 
     /// A device with a real socket whose task never parks: every message is queued.
     async fn entry(id: &str, capacity: usize) -> (ClientEntry, mpsc::Receiver<RawFrame>) {
+        entry_as(id, capacity, Value::Null, "127.0.0.1:1").await
+    }
+
+    /// A viewer (`deviceInfo.role` "viewer") connected from `addr`.
+    async fn viewer(id: &str, addr: &str) -> (ClientEntry, mpsc::Receiver<RawFrame>) {
+        entry_as(id, 8, serde_json::json!({"role": "viewer"}), addr).await
+    }
+
+    async fn entry_as(
+        id: &str,
+        capacity: usize,
+        device_info: Value,
+        peer: &str,
+    ) -> (ClientEntry, mpsc::Receiver<RawFrame>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (_client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
@@ -394,8 +465,8 @@ mod tests {
         let (queue, rx) = mpsc::channel(capacity);
         let info = Arc::new(ClientInfo::new(
             id.into(),
-            Value::Null,
-            ([127, 0, 0, 1], 1).into(),
+            device_info,
+            peer.parse().expect("peer address"),
         ));
         (
             ClientEntry {
@@ -519,6 +590,76 @@ mod tests {
             "greeting with the build"
         );
         assert!(late_rx.try_recv().is_err(), "once");
+    }
+
+    #[tokio::test]
+    async fn viewers_get_broadcasts_but_are_neither_listed_nor_counted() {
+        let registry = Registry::default();
+        let (watcher, mut watcher_rx) = viewer("viewer", "127.0.0.1:2").await;
+        registry.register(watcher, |_| Some(vec![]));
+        assert_eq!((registry.is_empty(), registry.len()), (true, 0));
+        assert!(registry.snapshot().is_empty());
+        assert_eq!(registry.broadcast(&"news".into()), 0, "no device got it");
+        assert_eq!(watcher_rx.try_recv().expect("viewer").payload_str(), "news");
+        let (device, _device_rx) = entry("device", 8).await;
+        registry.register(device, |_| Some(vec![]));
+        assert!(!registry.is_empty() && registry.len() == 1);
+        let listed: Vec<String> = registry.snapshot().into_iter().map(|c| c.client_id).collect();
+        assert_eq!(listed, ["device"]);
+        assert_eq!(registry.broadcast(&"more".into()), 1);
+        assert_eq!(watcher_rx.try_recv().expect("viewer").payload_str(), "more");
+    }
+
+    #[tokio::test]
+    async fn the_event_feed_goes_to_viewers_on_this_computer_only() {
+        let registry = Registry::default();
+        let (local, mut local_rx) = viewer("local", "127.0.0.1:2").await;
+        let (mapped, mut mapped_rx) = viewer("mapped", "[::ffff:127.0.0.1]:3").await;
+        let (remote, mut remote_rx) = viewer("remote", "192.168.1.20:4").await;
+        let (device, mut device_rx) = entry("device", 8).await;
+        for e in [local, mapped, remote, device] {
+            registry.register(e, |_| Some(vec![]));
+        }
+        registry.broadcast_local_viewers(&"event".into());
+        assert_eq!(local_rx.try_recv().expect("local").payload_str(), "event");
+        assert_eq!(mapped_rx.try_recv().expect("mapped").payload_str(), "event");
+        assert!(
+            remote_rx.try_recv().is_err(),
+            "a viewer on the network gets no feed"
+        );
+        assert!(device_rx.try_recv().is_err(), "devices get no feed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_is_replayed_to_viewers_until_a_build_succeeds() {
+        let registry = Registry::default();
+        registry.broadcast_build_error(&"failed".into());
+        let (first, mut first_rx) = viewer("first", "127.0.0.1:2").await;
+        registry.register(first, |_| Some(vec!["hello".into()]));
+        assert_eq!(first_rx.try_recv().expect("greeting").payload_str(), "hello");
+        assert_eq!(first_rx.try_recv().expect("replay").payload_str(), "failed");
+        let (device, mut device_rx) = entry("device", 8).await;
+        registry.register(device, |_| Some(vec!["hello".into()]));
+        assert_eq!(device_rx.try_recv().expect("greeting").payload_str(), "hello");
+        assert!(device_rx.try_recv().is_err(), "a device gets no replayed error");
+        let apk = ApkInfo {
+            path: "app-debug.apk".into(),
+            size: 3,
+            hash: "00".repeat(32),
+            version_code: None,
+            version_name: None,
+            min_sdk_version: None,
+            target_sdk_version: None,
+            application_id: None,
+        };
+        registry.broadcast_build(&"complete".into(), apk);
+        let (later, mut later_rx) = viewer("later", "127.0.0.1:3").await;
+        registry.register(later, |_| Some(vec!["hello".into()]));
+        assert_eq!(later_rx.try_recv().expect("greeting").payload_str(), "hello");
+        assert!(
+            later_rx.try_recv().is_err(),
+            "the error was fixed by a successful build"
+        );
     }
 
     #[test]

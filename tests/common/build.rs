@@ -144,7 +144,7 @@ impl Toolchain {
 
 /// Fails the test where real tools are required (CI sets `JETSTART_REQUIRE_REAL_TOOLS`), else
 /// says the test is skipped.
-fn missing_real_tool(what: &str) {
+pub fn missing_real_tool(what: &str) {
     assert!(
         std::env::var_os("JETSTART_REQUIRE_REAL_TOOLS").is_none(),
         "{what} is required here (JETSTART_REQUIRE_REAL_TOOLS is set)"

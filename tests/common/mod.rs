@@ -2,6 +2,7 @@
 //! clients, bounded waits. Every child process is killed on drop.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod build;
 pub mod chaos;
 pub mod gradle;
