@@ -61,7 +61,7 @@ impl Target {
 
     /// Reads `<project>/.jetstart/session.properties`, as written by a running `dev` (SPEC §7).
     pub fn from_project(project: &Path) -> Result<Self> {
-        let path = project.join(".jetstart").join("session.properties");
+        let path = crate::gradle::session_file::path(project);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "could not read {}; is `jetstart-rs dev` running in {}? \
