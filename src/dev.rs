@@ -19,18 +19,30 @@ pub struct Dev {
     server: Arc<Server>,
     http: TcpListener,
     ws: TcpListener,
+    http_limits: crate::http::serve::Limits,
 }
 
 impl Dev {
     /// Binds both ports (a port in use is a one-line error naming the flag) and creates the session.
-    pub async fn bind(config: Config) -> Result<Self> {
+    pub async fn bind(mut config: Config) -> Result<Self> {
+        let budget = crate::limits::for_this_process(config.max_clients, crate::hub::REFUSALS_AT_ONCE);
+        config.max_clients = budget.max_clients;
+        let http_limits = crate::http::serve::Limits {
+            max_connections: budget.http_connections,
+            header_timeout: config.http_header_timeout,
+        };
         let http = bind(config.bind, config.http_port, "--port")?;
         let ws = bind(config.bind, config.ws_port, "--ws-port")?;
         let http_port = http.local_addr()?.port();
         let ws_port = ws.local_addr()?.port();
         let reporter = Arc::new(Reporter::new(config.json, config.show_qr));
         let server = Arc::new(Server::new(Arc::new(config), http_port, ws_port, reporter));
-        Ok(Self { server, http, ws })
+        Ok(Self {
+            server,
+            http,
+            ws,
+            http_limits,
+        })
     }
 
     /// The shared state (for tests and embedding).
@@ -40,7 +52,12 @@ impl Dev {
 
     /// Runs until `shutdown` completes, then stops cleanly (SPEC §1 shutdown).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let Self { server, http, ws } = self;
+        let Self {
+            server,
+            http,
+            ws,
+            http_limits,
+        } = self;
         let session = server.session.current();
         crate::gradle::write_session(&server, &session)?;
         // For builds that apply gradle/jetstart.gradle (a custom --build-cmd): it applies this
@@ -56,13 +73,13 @@ impl Dev {
         let hub = server.hub.clone();
         let hub_task = tokio::spawn(async move { hub.serve(ws).await });
         let stop_http = tokio_util::sync::CancellationToken::new();
-        let app = crate::http::router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http_stop = stop_http.clone();
-        let http_task = tokio::spawn(async move {
-            axum::serve(http, app)
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-        });
+        let app = crate::http::router(server.clone());
+        let http_task = tokio::spawn(crate::http::serve::serve(
+            http,
+            app,
+            http_limits,
+            stop_http.clone(),
+        ));
 
         server.reporter.emit(server.ready_event());
         server.reporter.banner(&server.pairing(&session));
@@ -126,15 +143,19 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Resolves when Ctrl+C or SIGTERM arrives. The handlers are installed when this is called, not
-/// when the future is first polled: a signal sent right after `ready` must still shut down cleanly
-/// (and remove the session file) instead of killing the process.
+/// Resolves when Ctrl+C, SIGTERM, SIGHUP (the terminal window closed, the SSH session dropped)
+/// or SIGQUIT arrives: every way of being told to stop is a clean stop, so the token never stays
+/// in the marker block and no build is left running. The handlers are installed when this is
+/// called, not when the future is first polled: a signal sent right after `ready` must still
+/// shut down cleanly (and remove the session file) instead of killing the process.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let interrupt = signal(SignalKind::interrupt()).ok();
         let terminate = signal(SignalKind::terminate()).ok();
+        let hangup = signal(SignalKind::hangup()).ok();
+        let quit = signal(SignalKind::quit()).ok();
         async move {
             let wait = |s: Option<tokio::signal::unix::Signal>| async move {
                 match s {
@@ -147,6 +168,8 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             tokio::select! {
                 () = wait(interrupt) => {},
                 () = wait(terminate) => {},
+                () = wait(hangup) => {},
+                () = wait(quit) => {},
             }
         }
     }

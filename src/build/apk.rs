@@ -63,7 +63,16 @@ pub fn apk_info(project: &Path, apk: &Path) -> Result<ApkInfo> {
     let (size, hash) = size_and_hash(apk)?;
     let values = ["app/build.gradle.kts", "app/build.gradle"]
         .iter()
-        .find_map(|name| std::fs::read_to_string(project.join(name)).ok())
+        .find_map(|name| {
+            let path = project.join(name);
+            crate::project_file::read_to_string(project, &path, crate::project_file::BUILD_FILE_MAX)
+                .inspect_err(|e| {
+                    if !e.is_not_found() {
+                        tracing::warn!("apkInfo without the app's values: {e}");
+                    }
+                })
+                .ok()
+        })
         .map(|text| GradleValues::parse(&text))
         .unwrap_or_default();
     Ok(ApkInfo {

@@ -5,6 +5,7 @@ mod download;
 mod guard;
 mod manage;
 mod pages;
+pub mod serve;
 
 use std::sync::Arc;
 

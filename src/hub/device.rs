@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::frame::RawFrame;
+use super::heartbeat::Heartbeat;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
 use super::wire::Socket;
 use super::Hub;
@@ -109,6 +110,7 @@ pub async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut relay: Option<PendingRelay> = None;
+    let mut heartbeat = Heartbeat::new(settings.ping_interval, unix_ms());
     // False while tungstenite may hold bytes of its own (a pong, the answer to a close): every
     // frame read may queue one, every completed flush sends them. Raw frames must wait for
     // those, but the flush is only needed then: a broadcast to a thousand devices skips it.
@@ -219,7 +221,11 @@ pub async fn serve(
                 close_signal.request(CloseRequest::Abort);
             }
             Step::Ping => {
-                let silent = Duration::from_millis(unix_ms().saturating_sub(info.last_activity()));
+                let now = unix_ms();
+                if heartbeat.paused(now) {
+                    tracing::debug!(client = %info.client_id, "resumed after a pause; pinging before judging silence");
+                }
+                let silent = heartbeat.silence(now, info.last_activity());
                 if silent >= settings.client_timeout {
                     tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
                     close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
@@ -388,10 +394,10 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
             Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, close::REASON_TOO_BIG))
         }
-        Some(Err(e)) => {
+        Some(Err(e)) => Reply::Close(violation_close(&e).unwrap_or_else(|| {
             tracing::debug!(client = %info.client_id, "connection error: {e}");
-            Reply::Close(CloseRequest::Abort)
-        }
+            CloseRequest::Abort
+        })),
         Some(Ok(message)) => {
             info.touch();
             match message {
@@ -405,6 +411,36 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
             }
         }
     }
+}
+
+/// The close a device gets for breaking the protocol (RFC 6455 §7.4.1: 1002, or 1007 for text
+/// that is not UTF-8), so that it learns why instead of seeing the connection drop. `None` for
+/// errors that leave nothing to answer (the connection is gone).
+fn violation_close(error: &WsError) -> Option<CloseRequest> {
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    let (code, reason) = match error {
+        WsError::Utf8(_) => (close::INVALID_DATA, close::REASON_INVALID_DATA),
+        WsError::Protocol(
+            P::NonZeroReservedBits
+            | P::UnmaskedFrameFromClient
+            | P::FragmentedControlFrame
+            | P::ControlFrameTooBig
+            | P::UnknownControlFrameType(_)
+            | P::UnknownDataFrameType(_)
+            | P::UnexpectedContinueFrame
+            | P::ExpectedFragment(_)
+            | P::InvalidOpcode(_)
+            | P::InvalidCloseSequence,
+        ) => (close::PROTOCOL_ERROR, close::REASON_PROTOCOL_ERROR),
+        _ => return None,
+    };
+    tracing::debug!("closing a device with {code}: {error}");
+    // Nothing queued is worth sending after a violation: the stream can't be trusted.
+    Some(CloseRequest::Frame {
+        code,
+        reason: reason.into(),
+        drain: false,
+    })
 }
 
 /// Handles one text message from an authenticated device.
@@ -424,7 +460,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
             let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
             let line = format!("{} status: {status}{detail}", info.label());
-            tracing::info!("{}", crate::term::logline::printable(&line));
+            tracing::info!(
+                "{}",
+                crate::term::sanitize::shown(&line, crate::term::sanitize::LINE_MAX)
+            );
             Reply::Nothing
         }
         ClientMessage::Log { log } => {
@@ -436,7 +475,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             Reply::Relay(Utf8Bytes::from(message.encode()))
         }
         ClientMessage::Disconnect { reason } => {
-            let reason = crate::term::logline::printable(reason.as_deref().unwrap_or("no reason given"));
+            let reason = crate::term::sanitize::shown(
+                reason.as_deref().unwrap_or("no reason given"),
+                crate::term::sanitize::FIELD_MAX,
+            );
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
             Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
         }
@@ -455,6 +497,26 @@ mod tests {
 
     fn frame(text: &'static str) -> RawFrame {
         RawFrame::text(Bytes::from(text))
+    }
+
+    #[test]
+    fn protocol_violations_get_1002_and_bad_utf8_1007() {
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
+        let code = |e: WsError| violation_close(&e).and_then(|r| r.code());
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            Some(1002)
+        );
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::NonZeroReservedBits)),
+            Some(1002)
+        );
+        assert_eq!(code(WsError::Utf8("bad".into())), Some(1007));
+        assert_eq!(code(WsError::ConnectionClosed), None);
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+            None
+        );
     }
 
     #[test]

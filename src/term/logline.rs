@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::sanitize::{shown, FIELD_MAX, LINE_MAX};
 use super::{clock, Style};
 
 /// Android log priorities, least to most severe.
@@ -60,18 +61,10 @@ impl Filter {
     }
 }
 
-/// Device-supplied text made safe for the developer's terminal: every control character but
-/// tab (escape sequences, newlines, carriage returns, C1 codes) becomes a space, so a device
-/// can't move the cursor, recolour or clear the screen, or fake a log line of its own.
-pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect()
-}
-
 /// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given.
 pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
-    let field = |name: &str| printable(log.get(name).and_then(Value::as_str).unwrap_or(""));
+    let text = |name: &str, max| shown(log.get(name).and_then(Value::as_str).unwrap_or(""), max);
+    let field = |name: &str| text(name, FIELD_MAX);
     let level = match field("level").as_str() {
         "" => "info".to_owned(),
         level => level.to_ascii_lowercase(),
@@ -81,14 +74,14 @@ pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
         .and_then(Value::as_u64)
         .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
     let device = device.map_or_else(String::new, |d| {
-        format!(" {}", style.dim(&format!("[{}]", printable(d))))
+        format!(" {}", style.dim(&format!("[{}]", shown(d, FIELD_MAX))))
     });
     format!(
         "{} {} {}{device} {}",
         style.dim(&clock(time)),
         style.level(&level),
         style.cyan(&field("tag")),
-        field("message"),
+        text("message", LINE_MAX),
     )
 }
 
@@ -146,6 +139,7 @@ mod tests {
 
     #[test]
     fn printable_replaces_every_control_character_but_tab() {
+        use crate::term::sanitize::printable;
         assert_eq!(
             printable("a\x1b[2Jb\r\nc\u{9b}31md\u{7f}e\tf"),
             "a [2Jb  c 31md e\tf"

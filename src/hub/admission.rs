@@ -1,0 +1,249 @@
+//! Who gets one of the `--max-clients` sockets, so that nobody on the network can keep phones
+//! from pairing without knowing the token.
+//!
+//! - Every open socket holds a [`Ticket`], also while its handshake is in progress.
+//! - Sockets that have not authenticated yet ("pending") are capped per address (IPv4 address,
+//!   IPv6 /64, like [`super::backoff`]) at a quarter of `--max-clients`: one host can't fill
+//!   the server. A new socket from an address at its cap takes the place of that address's
+//!   oldest pending socket.
+//! - When every socket is taken, a new one takes the place of the oldest pending socket of any
+//!   address: a stranger holding sockets open only delays a phone by one handshake. Only when
+//!   every socket belongs to an authenticated device is the new one refused (HTTP 503).
+//! - Authenticated devices are never evicted and never count against an address's cap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use super::backoff::address_key;
+
+/// Pending sockets one address may hold: this share of `--max-clients`.
+const PER_ADDRESS_SHARE: usize = 4;
+
+#[derive(Debug)]
+struct Pending {
+    key: IpAddr,
+    evict: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Tickets alive, pending or not (an evicted one until its connection has ended).
+    open: usize,
+    /// Pending sockets by age (ids only grow).
+    pending: BTreeMap<u64, Pending>,
+    per_address: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+impl Table {
+    fn evict(&mut self, id: u64) {
+        if let Some(pending) = self.forget(id) {
+            pending.evict.cancel();
+        }
+    }
+
+    /// Takes `id` off the pending list.
+    fn forget(&mut self, id: u64) -> Option<Pending> {
+        let pending = self.pending.remove(&id)?;
+        if let Some(count) = self.per_address.get_mut(&pending.key) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_address.remove(&pending.key);
+            }
+        }
+        Some(pending)
+    }
+}
+
+/// The admission table of one hub.
+#[derive(Debug)]
+pub struct Admission {
+    table: Mutex<Table>,
+    max: usize,
+    per_address: usize,
+}
+
+/// What happened to a new connection.
+#[derive(Debug)]
+pub enum Admit {
+    /// It has a socket (perhaps in place of an older pending one).
+    Open(Ticket),
+    /// Every socket belongs to an authenticated device.
+    Full,
+}
+
+impl Admission {
+    pub fn new(max_clients: usize) -> Arc<Self> {
+        Arc::new(Self {
+            table: Mutex::new(Table::default()),
+            max: max_clients.max(1),
+            per_address: (max_clients / PER_ADDRESS_SHARE).max(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Every update is a few map operations; a holder that panicked left counts usable.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a new connection from `ip`, evicting an older pending socket if need be.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Admit {
+        let key = address_key(ip);
+        let mut table = self.lock();
+        let victim = if table.per_address.get(&key).copied().unwrap_or(0) >= self.per_address {
+            table
+                .pending
+                .iter()
+                .find(|(_, p)| p.key == key)
+                .map(|(id, _)| *id)
+        } else if table.open >= self.max {
+            match table.pending.keys().next() {
+                Some(id) => Some(*id),
+                None => return Admit::Full,
+            }
+        } else {
+            None
+        };
+        if let Some(id) = victim {
+            table.evict(id);
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        table.open += 1;
+        let evict = CancellationToken::new();
+        table.pending.insert(
+            id,
+            Pending {
+                key,
+                evict: evict.clone(),
+            },
+        );
+        *table.per_address.entry(key).or_insert(0) += 1;
+        Admit::Open(Ticket {
+            admission: self.clone(),
+            id,
+            evict,
+        })
+    }
+
+    /// Sockets open (tickets alive).
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.lock().open
+    }
+}
+
+/// One socket's place. Dropping it frees the place.
+#[derive(Debug)]
+pub struct Ticket {
+    admission: Arc<Admission>,
+    id: u64,
+    evict: CancellationToken,
+}
+
+impl Ticket {
+    /// Completes when a newer connection took this pending socket's place.
+    pub fn evicted(&self) -> WaitForCancellationFuture<'_> {
+        self.evict.cancelled()
+    }
+
+    /// True if a newer connection took this socket's place.
+    #[cfg(test)]
+    pub fn is_evicted(&self) -> bool {
+        self.evict.is_cancelled()
+    }
+
+    /// The socket authenticated: it is no longer pending, can't be evicted, and no longer counts
+    /// against its address. False if it was evicted first.
+    pub fn authenticated(&self) -> bool {
+        self.admission.lock().forget(self.id).is_some()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut table = self.admission.lock();
+        table.forget(self.id);
+        table.open -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 168, 1, last])
+    }
+
+    fn open(admission: &Arc<Admission>, from: IpAddr) -> Ticket {
+        match admission.admit(from) {
+            Admit::Open(ticket) => ticket,
+            Admit::Full => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn one_address_holds_at_most_a_quarter_and_evicts_its_own_oldest() {
+        let admission = Admission::new(8);
+        let first = open(&admission, ip(66));
+        let second = open(&admission, ip(66));
+        assert!(!first.is_evicted());
+        let third = open(&admission, ip(66));
+        assert!(first.is_evicted() && !second.is_evicted() && !third.is_evicted());
+        // Another address is not affected.
+        let device = open(&admission, ip(7));
+        assert!(!device.is_evicted() && !second.is_evicted());
+    }
+
+    #[test]
+    fn a_full_server_evicts_the_oldest_pending_socket_never_a_device() {
+        let admission = Admission::new(4);
+        let devices: Vec<Ticket> = (1..=2).map(|n| open(&admission, ip(n))).collect();
+        assert!(devices.iter().all(Ticket::authenticated));
+        let stranger_a = open(&admission, ip(66));
+        let stranger_b = open(&admission, ip(67));
+        let phone = open(&admission, ip(3));
+        assert!(stranger_a.is_evicted() && !stranger_b.is_evicted() && !phone.is_evicted());
+        drop(stranger_a);
+        assert!(phone.authenticated());
+        let late = open(&admission, ip(4));
+        assert!(stranger_b.is_evicted());
+        assert!(late.authenticated());
+        drop(stranger_b);
+        // Every socket is an authenticated device now.
+        assert!(matches!(admission.admit(ip(5)), Admit::Full));
+        assert_eq!(admission.open(), 4);
+        drop(devices);
+        assert_eq!(admission.open(), 2);
+        assert!(matches!(admission.admit(ip(5)), Admit::Open(_)));
+    }
+
+    #[test]
+    fn authenticated_devices_do_not_count_against_their_address() {
+        let admission = Admission::new(8);
+        let devices: Vec<Ticket> = (0..6)
+            .map(|_| {
+                let device = open(&admission, ip(9));
+                assert!(device.authenticated());
+                device
+            })
+            .collect();
+        assert!(devices.iter().all(|d| !d.is_evicted()));
+        let pending = open(&admission, ip(9));
+        let next = open(&admission, ip(9));
+        assert!(!pending.is_evicted() && !next.is_evicted());
+    }
+
+    #[test]
+    fn an_evicted_socket_can_not_authenticate() {
+        let admission = Admission::new(1);
+        let first = open(&admission, ip(66));
+        let _second = open(&admission, ip(7));
+        assert!(first.is_evicted());
+        assert!(!first.authenticated());
+    }
+}
