@@ -4,16 +4,19 @@
 //! - Every open socket holds a [`Ticket`], also while its handshake is in progress.
 //! - Sockets that have not authenticated yet ("pending") are capped per address (IPv4 address,
 //!   IPv6 /64, like [`super::backoff`]) at a quarter of `--max-clients`: one host can't fill
-//!   the server. A new socket from an address at its cap takes the place of that address's
-//!   oldest pending socket.
+//!   the server. A new socket from an address at its cap is refused.
 //! - When every socket is taken, a new one takes the place of the oldest pending socket of any
 //!   address: a stranger holding sockets open only delays a phone by one handshake. Only when
 //!   every socket belongs to an authenticated device is the new one refused (HTTP 503).
 //! - Authenticated devices are never evicted and never count against an address's cap.
+//! - A socket whose wrong credentials are being held back ([`super::backoff`]) still counts
+//!   against its address until the hold ends, even if it was evicted: otherwise a guesser
+//!   could evict its own held-back guesses and never wait for an answer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -26,6 +29,8 @@ const PER_ADDRESS_SHARE: usize = 4;
 struct Pending {
     key: IpAddr,
     evict: CancellationToken,
+    /// While a rejection is held back: until when.
+    held_until: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -34,27 +39,54 @@ struct Table {
     open: usize,
     /// Pending sockets by age (ids only grow).
     pending: BTreeMap<u64, Pending>,
+    /// Pending sockets per address, held-back evicted ones included.
     per_address: HashMap<IpAddr, usize>,
+    /// Evicted sockets whose hold had not ended: their address's count until then.
+    held: Vec<(IpAddr, Instant)>,
     next_id: u64,
 }
 
 impl Table {
-    fn evict(&mut self, id: u64) {
-        if let Some(pending) = self.forget(id) {
-            pending.evict.cancel();
+    fn evict(&mut self, id: u64, now: Instant) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        match pending.held_until.filter(|until| *until > now) {
+            Some(until) => self.held.push((pending.key, until)),
+            None => self.uncount(pending.key),
         }
+        pending.evict.cancel();
     }
 
     /// Takes `id` off the pending list.
     fn forget(&mut self, id: u64) -> Option<Pending> {
         let pending = self.pending.remove(&id)?;
-        if let Some(count) = self.per_address.get_mut(&pending.key) {
+        self.uncount(pending.key);
+        Some(pending)
+    }
+
+    fn uncount(&mut self, key: IpAddr) {
+        if let Some(count) = self.per_address.get_mut(&key) {
             *count -= 1;
             if *count == 0 {
-                self.per_address.remove(&pending.key);
+                self.per_address.remove(&key);
             }
         }
-        Some(pending)
+    }
+
+    /// Ends the holds that are over.
+    fn release_held(&mut self, now: Instant) {
+        let mut over = Vec::new();
+        self.held.retain(|(key, until)| {
+            let keep = *until > now;
+            if !keep {
+                over.push(*key);
+            }
+            keep
+        });
+        for key in over {
+            self.uncount(key);
+        }
     }
 }
 
@@ -73,6 +105,8 @@ pub enum Admit {
     Open(Ticket),
     /// Every socket belongs to an authenticated device.
     Full,
+    /// The address holds its share of unauthenticated sockets.
+    AddressFull,
 }
 
 impl Admission {
@@ -92,14 +126,15 @@ impl Admission {
     /// Admits a new connection from `ip`, evicting an older pending socket if need be.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Admit {
         let key = address_key(ip);
+        let now = Instant::now();
         let mut table = self.lock();
-        let victim = if table.per_address.get(&key).copied().unwrap_or(0) >= self.per_address {
-            table
-                .pending
-                .iter()
-                .find(|(_, p)| p.key == key)
-                .map(|(id, _)| *id)
-        } else if table.open >= self.max {
+        if !table.held.is_empty() {
+            table.release_held(now);
+        }
+        if table.per_address.get(&key).copied().unwrap_or(0) >= self.per_address {
+            return Admit::AddressFull;
+        }
+        let victim = if table.open >= self.max {
             match table.pending.keys().next() {
                 Some(id) => Some(*id),
                 None => return Admit::Full,
@@ -108,7 +143,7 @@ impl Admission {
             None
         };
         if let Some(id) = victim {
-            table.evict(id);
+            table.evict(id, now);
         }
         let id = table.next_id;
         table.next_id += 1;
@@ -119,6 +154,7 @@ impl Admission {
             Pending {
                 key,
                 evict: evict.clone(),
+                held_until: None,
             },
         );
         *table.per_address.entry(key).or_insert(0) += 1;
@@ -156,6 +192,14 @@ impl Ticket {
         self.evict.is_cancelled()
     }
 
+    /// The socket's rejection is held back until `until`: it keeps counting against its address
+    /// until then, even if evicted.
+    pub fn hold_until(&self, until: Instant) {
+        if let Some(pending) = self.admission.lock().pending.get_mut(&self.id) {
+            pending.held_until = Some(until);
+        }
+    }
+
     /// The socket authenticated: it is no longer pending, can't be evicted, and no longer counts
     /// against its address. False if it was evicted first.
     pub fn authenticated(&self) -> bool {
@@ -182,21 +226,36 @@ mod tests {
     fn open(admission: &Arc<Admission>, from: IpAddr) -> Ticket {
         match admission.admit(from) {
             Admit::Open(ticket) => ticket,
-            Admit::Full => panic!("refused"),
+            refused => panic!("refused: {refused:?}"),
         }
     }
 
     #[test]
-    fn one_address_holds_at_most_a_quarter_and_evicts_its_own_oldest() {
+    fn one_address_holds_at_most_a_quarter() {
         let admission = Admission::new(8);
         let first = open(&admission, ip(66));
-        let second = open(&admission, ip(66));
-        assert!(!first.is_evicted());
-        let third = open(&admission, ip(66));
-        assert!(first.is_evicted() && !second.is_evicted() && !third.is_evicted());
+        let _second = open(&admission, ip(66));
+        assert!(matches!(admission.admit(ip(66)), Admit::AddressFull));
         // Another address is not affected.
         let device = open(&admission, ip(7));
-        assert!(!device.is_evicted() && !second.is_evicted());
+        assert!(!device.is_evicted() && !first.is_evicted());
+        drop(first);
+        let _third = open(&admission, ip(66));
+    }
+
+    #[test]
+    fn an_evicted_held_back_guess_counts_against_its_address_until_the_hold_ends() {
+        let admission = Admission::new(4);
+        let guess = open(&admission, ip(66));
+        guess.hold_until(Instant::now() + std::time::Duration::from_millis(200));
+        let _others: Vec<Ticket> = (1..=3).map(|n| open(&admission, ip(n))).collect();
+        let _phone = open(&admission, ip(9));
+        assert!(guess.is_evicted(), "the oldest pending socket made room");
+        drop(guess);
+        // Its address's share is one (4 / 4), still taken by the held-back guess.
+        assert!(matches!(admission.admit(ip(66)), Admit::AddressFull));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(!matches!(admission.admit(ip(66)), Admit::AddressFull));
     }
 
     #[test]

@@ -146,6 +146,7 @@ async fn authenticate(
             if rejection.is_wrong_credentials() {
                 // Held back before the close frame so a guesser waits too; shutdown cuts it short.
                 let delay = hub.inner.auth_backoff.failed(addr.ip());
+                ticket.hold_until(std::time::Instant::now() + delay);
                 let cut_short = async {
                     tokio::select! {
                         () = hub.inner.stopping.cancelled() => {},

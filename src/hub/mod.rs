@@ -137,6 +137,12 @@ impl Hub {
                         .connections
                         .spawn(async move { connection::handle(hub, stream, addr, ticket).await });
                 }
+                // Closed at once: the address is holding sockets it has not used, and answers to
+                // it must not use up the refusals that devices get when the server is full.
+                Admit::AddressFull => {
+                    tracing::debug!(%addr, "closed a connection at once: its address holds its share of unauthenticated sockets");
+                    drop(stream);
+                }
                 Admit::Full => match inner.refusals.clone().try_acquire_owned() {
                     Ok(permit) => {
                         tracing::warn!(%addr, "refused a connection: {} devices connected (--max-clients)", inner.settings.max_clients);
