@@ -18,7 +18,7 @@ pub const LINE_MAX: usize = 2000;
 
 /// True for characters that change how text is displayed rather than being displayed: C0 and C1
 /// controls, DEL, and Unicode's invisible format and bidirectional controls.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
