@@ -60,9 +60,9 @@ pub fn read_to_string(root: &Path, path: &Path, max: u64) -> Result<String, Read
     read(root, path, max).map(into_string)
 }
 
-/// Reads `path` (symbolic links followed anywhere) if it is a regular file of at most `max`
-/// bytes: for files the server wrote itself or the user named.
-pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+/// Opens `path` (symbolic links followed) for reading if it is a regular file; for files read
+/// whole elsewhere, like the APK. Never waits, whatever is there.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
     // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer; it changes
     // nothing for a regular file. O_NOCTTY: a terminal device never becomes ours.
     let file = std::fs::OpenOptions::new()
@@ -75,6 +75,13 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     if !kind.is_file() {
         return Err(ReadError::NotRegular(path.to_path_buf(), kind_name(kind)));
     }
+    Ok(file)
+}
+
+/// Reads `path` (symbolic links followed anywhere) if it is a regular file of at most `max`
+/// bytes: for files the server wrote itself or the user named.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    let file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)

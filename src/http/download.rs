@@ -57,9 +57,11 @@ pub async fn download(
     let Some(artifact) = server.artifact() else {
         return Ok(error_response(StatusCode::NOT_FOUND, "no APK has been built yet"));
     };
-    let file_handle = match tokio::fs::File::open(&artifact.path).await {
+    let path = artifact.path.clone();
+    let opened = tokio::task::spawn_blocking(move || crate::project_file::open_regular(&path)).await?;
+    let file_handle = match opened.map(tokio::fs::File::from_std) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             tracing::warn!("the last APK ({}) is gone from disk", artifact.path.display());
             return Ok(error_response(
                 StatusCode::NOT_FOUND,

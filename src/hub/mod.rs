@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-
-use admission::{Admission, Admit};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +25,7 @@ use crate::config::Config;
 use crate::protocol::{close, CoreMessage};
 use crate::report::Reporter;
 use crate::session::{Session, SessionStore};
+use admission::{Admission, Admit};
 pub use backoff::address_key;
 use registry::Registry;
 pub use registry::{ClientInfo, ClientSnapshot, CloseRequest};
