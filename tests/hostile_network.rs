@@ -316,7 +316,7 @@ fn violations() -> Vec<(&'static str, Vec<u8>, u16)> {
 }
 
 #[tokio::test]
-async fn protocol_violations_after_authentication_get_their_close_code() {
+async fn protocol_violations_get_their_close_code() {
     let project = common::project();
     let dev = Dev::start(project.path(), &["--no-initial-build"]).await;
     let target = Target::of(&dev);
@@ -338,6 +338,13 @@ async fn protocol_violations_after_authentication_get_their_close_code() {
         .await;
         assert_eq!(close, Some(expected), "{what}");
     }
+    // Before authentication too.
+    let mut stranger = target.open(Socket::from(STRANGER)).await;
+    let MaybeTlsStream::Plain(stream) = stranger.get_mut() else {
+        unreachable!("plain TCP")
+    };
+    stream.write_all(&[0x81, 0x02, b'h', b'i']).await.expect("write");
+    assert_eq!(recv_close(&mut stranger).await.0, 1002);
 }
 
 #[tokio::test]

@@ -113,6 +113,10 @@ async fn authenticate(
             Ok(Some(Ok(_))) => FirstFrame::Control,
             Ok(Some(Err(WsError::Capacity(_)))) => FirstFrame::TooBig,
             Ok(Some(Err(e))) => {
+                if let Some((code, reason)) = device::violation(e) {
+                    reject(hub, ws, addr, code, reason).await;
+                    return None;
+                }
                 tracing::debug!(%addr, "connection failed before authentication: {e}");
                 FirstFrame::Failed
             }

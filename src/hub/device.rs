@@ -413,12 +413,12 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
     }
 }
 
-/// The close a device gets for breaking the protocol (RFC 6455 §7.4.1: 1002, or 1007 for text
-/// that is not UTF-8), so that it learns why instead of seeing the connection drop. `None` for
-/// errors that leave nothing to answer (the connection is gone).
-fn violation_close(error: &WsError) -> Option<CloseRequest> {
+/// The close code and reason for breaking the protocol (RFC 6455 §7.4.1: 1002, or 1007 for text
+/// that is not UTF-8), so that the peer learns why instead of seeing the connection drop.
+/// `None` for errors that leave nothing to answer (the connection is gone).
+pub(super) fn violation(error: &WsError) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::error::ProtocolError as P;
-    let (code, reason) = match error {
+    Some(match error {
         WsError::Utf8(_) => (close::INVALID_DATA, close::REASON_INVALID_DATA),
         WsError::Protocol(
             P::NonZeroReservedBits
@@ -433,7 +433,12 @@ fn violation_close(error: &WsError) -> Option<CloseRequest> {
             | P::InvalidCloseSequence,
         ) => (close::PROTOCOL_ERROR, close::REASON_PROTOCOL_ERROR),
         _ => return None,
-    };
+    })
+}
+
+/// [`violation`] as an authenticated device's close request.
+fn violation_close(error: &WsError) -> Option<CloseRequest> {
+    let (code, reason) = violation(error)?;
     tracing::debug!("closing a device with {code}: {error}");
     // Nothing queued is worth sending after a violation: the stream can't be trusted.
     Some(CloseRequest::Frame {
