@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
 use super::backoff::address_key;
 
@@ -161,7 +161,7 @@ impl Admission {
         Admit::Open(Ticket {
             admission: self.clone(),
             id,
-            evict,
+            evict: Some(evict),
         })
     }
 
@@ -177,19 +177,25 @@ impl Admission {
 pub struct Ticket {
     admission: Arc<Admission>,
     id: u64,
-    evict: CancellationToken,
+    /// `None` once authenticated: a device can't be evicted, and a thousand devices need not
+    /// keep a token each.
+    evict: Option<CancellationToken>,
 }
 
 impl Ticket {
-    /// Completes when a newer connection took this pending socket's place.
-    pub fn evicted(&self) -> WaitForCancellationFuture<'_> {
-        self.evict.cancelled()
+    /// Completes when a newer connection took this pending socket's place (never, once
+    /// authenticated).
+    pub async fn evicted(&self) {
+        match &self.evict {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// True if a newer connection took this socket's place.
     #[cfg(test)]
     pub fn is_evicted(&self) -> bool {
-        self.evict.is_cancelled()
+        self.evict.as_ref().is_some_and(CancellationToken::is_cancelled)
     }
 
     /// The socket's rejection is held back until `until`: it keeps counting against its address
@@ -202,8 +208,12 @@ impl Ticket {
 
     /// The socket authenticated: it is no longer pending, can't be evicted, and no longer counts
     /// against its address. False if it was evicted first.
-    pub fn authenticated(&self) -> bool {
-        self.admission.lock().forget(self.id).is_some()
+    pub fn authenticated(&mut self) -> bool {
+        let was_pending = self.admission.lock().forget(self.id).is_some();
+        if was_pending {
+            self.evict = None;
+        }
+        was_pending
     }
 }
 
@@ -261,15 +271,15 @@ mod tests {
     #[test]
     fn a_full_server_evicts_the_oldest_pending_socket_never_a_device() {
         let admission = Admission::new(4);
-        let devices: Vec<Ticket> = (1..=2).map(|n| open(&admission, ip(n))).collect();
-        assert!(devices.iter().all(Ticket::authenticated));
+        let mut devices: Vec<Ticket> = (1..=2).map(|n| open(&admission, ip(n))).collect();
+        assert!(devices.iter_mut().all(Ticket::authenticated));
         let stranger_a = open(&admission, ip(66));
         let stranger_b = open(&admission, ip(67));
-        let phone = open(&admission, ip(3));
+        let mut phone = open(&admission, ip(3));
         assert!(stranger_a.is_evicted() && !stranger_b.is_evicted() && !phone.is_evicted());
         drop(stranger_a);
         assert!(phone.authenticated());
-        let late = open(&admission, ip(4));
+        let mut late = open(&admission, ip(4));
         assert!(stranger_b.is_evicted());
         assert!(late.authenticated());
         drop(stranger_b);
@@ -286,7 +296,7 @@ mod tests {
         let admission = Admission::new(8);
         let devices: Vec<Ticket> = (0..6)
             .map(|_| {
-                let device = open(&admission, ip(9));
+                let mut device = open(&admission, ip(9));
                 assert!(device.authenticated());
                 device
             })
@@ -300,7 +310,7 @@ mod tests {
     #[test]
     fn an_evicted_socket_can_not_authenticate() {
         let admission = Admission::new(1);
-        let first = open(&admission, ip(66));
+        let mut first = open(&admission, ip(66));
         let _second = open(&admission, ip(7));
         assert!(first.is_evicted());
         assert!(!first.authenticated());

@@ -37,7 +37,7 @@ fn socket_config() -> WebSocketConfig {
 const EVICTED_CLOSE: Duration = Duration::from_millis(200);
 
 /// Runs one accepted TCP connection to its end; `ticket` is its place among `--max-clients`.
-pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, ticket: Ticket) {
+pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, mut ticket: Ticket) {
     let settings = &hub.inner.settings;
     // One deadline covers the HTTP upgrade and the first message, so a slow-loris can't hold
     // a slot longer than --auth-timeout.
@@ -68,7 +68,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, ticket
             return;
         }
     };
-    if let Some((ws, client)) = authenticate(&hub, ws, addr, &url_token, deadline, &ticket).await {
+    if let Some((ws, client)) = authenticate(&hub, ws, addr, &url_token, deadline, &mut ticket).await {
         run(&hub, ws, client).await;
     }
 }
@@ -88,7 +88,7 @@ async fn authenticate(
     addr: SocketAddr,
     url_token: &UrlToken,
     deadline: Instant,
-    ticket: &Ticket,
+    ticket: &mut Ticket,
 ) -> Option<(Socket, Accepted)> {
     let verdict = loop {
         let next = tokio::select! {
