@@ -113,7 +113,7 @@ async fn authenticate(
             Ok(Some(Ok(_))) => FirstFrame::Control,
             Ok(Some(Err(WsError::Capacity(_)))) => FirstFrame::TooBig,
             Ok(Some(Err(e))) => {
-                if let Some((code, reason)) = device::violation(e) {
+                if let Some((code, reason)) = super::violation::close_code(e) {
                     reject(hub, ws, addr, code, reason).await;
                     return None;
                 }

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::frame::RawFrame;
 use super::heartbeat::Heartbeat;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
+use super::violation;
 use super::wire::Socket;
 use super::Hub;
 use crate::protocol::{close, ClientMessage, CoreMessage};
@@ -394,7 +395,7 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
             Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, close::REASON_TOO_BIG))
         }
-        Some(Err(e)) => Reply::Close(violation_close(&e).unwrap_or_else(|| {
+        Some(Err(e)) => Reply::Close(violation::close_request(&e).unwrap_or_else(|| {
             tracing::debug!(client = %info.client_id, "connection error: {e}");
             CloseRequest::Abort
         })),
@@ -411,41 +412,6 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
             }
         }
     }
-}
-
-/// The close code and reason for breaking the protocol (RFC 6455 §7.4.1: 1002, or 1007 for text
-/// that is not UTF-8), so that the peer learns why instead of seeing the connection drop.
-/// `None` for errors that leave nothing to answer (the connection is gone).
-pub(super) fn violation(error: &WsError) -> Option<(u16, &'static str)> {
-    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
-    Some(match error {
-        WsError::Utf8(_) => (close::INVALID_DATA, close::REASON_INVALID_DATA),
-        WsError::Protocol(
-            P::NonZeroReservedBits
-            | P::UnmaskedFrameFromClient
-            | P::FragmentedControlFrame
-            | P::ControlFrameTooBig
-            | P::UnknownControlFrameType(_)
-            | P::UnknownDataFrameType(_)
-            | P::UnexpectedContinueFrame
-            | P::ExpectedFragment(_)
-            | P::InvalidOpcode(_)
-            | P::InvalidCloseSequence,
-        ) => (close::PROTOCOL_ERROR, close::REASON_PROTOCOL_ERROR),
-        _ => return None,
-    })
-}
-
-/// [`violation`] as an authenticated device's close request.
-fn violation_close(error: &WsError) -> Option<CloseRequest> {
-    let (code, reason) = violation(error)?;
-    tracing::debug!("closing a device with {code}: {error}");
-    // Nothing queued is worth sending after a violation: the stream can't be trusted.
-    Some(CloseRequest::Frame {
-        code,
-        reason: reason.into(),
-        drain: false,
-    })
 }
 
 /// Handles one text message from an authenticated device.
@@ -502,26 +468,6 @@ mod tests {
 
     fn frame(text: &'static str) -> RawFrame {
         RawFrame::text(Bytes::from(text))
-    }
-
-    #[test]
-    fn protocol_violations_get_1002_and_bad_utf8_1007() {
-        use tokio_tungstenite::tungstenite::error::ProtocolError;
-        let code = |e: WsError| violation_close(&e).and_then(|r| r.code());
-        assert_eq!(
-            code(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
-            Some(1002)
-        );
-        assert_eq!(
-            code(WsError::Protocol(ProtocolError::NonZeroReservedBits)),
-            Some(1002)
-        );
-        assert_eq!(code(WsError::Utf8("bad".into())), Some(1007));
-        assert_eq!(code(WsError::ConnectionClosed), None);
-        assert_eq!(
-            code(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
-            None
-        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod frame;
 pub mod handshake;
 mod heartbeat;
 pub mod registry;
+mod violation;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};
