@@ -430,3 +430,62 @@ async fn huge_device_lines_under_a_stalled_terminal_take_bounded_memory() {
         "the server grew from {before} KiB to {after} KiB while its terminal was stalled"
     );
 }
+
+/// Devices with a huge `deviceInfo` coming and going while the `--json` reader has stopped
+/// reading: the `client-connected` events waiting for it are bounded too.
+#[tokio::test]
+async fn huge_device_info_under_a_stalled_json_reader_takes_bounded_memory() {
+    const DEVICES: usize = 100;
+    const GROWTH_KIB: u64 = 40 * 1024;
+    let project = common::project();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
+        .args([
+            "dev",
+            "--json",
+            "--no-initial-build",
+            "--port",
+            "0",
+            "--ws-port",
+            "0",
+        ])
+        .args(["--bind", "127.0.0.1", "--host", "127.0.0.1", "--project"])
+        .arg(project.path())
+        .env("RUST_LOG", "jetstart=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    // Only the first line is read; the pipe stays open and full from then on.
+    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready: Value = serde_json::from_str(
+        &within("ready", events.next_line())
+            .await
+            .expect("read")
+            .expect("a line"),
+    )
+    .expect("JSON");
+    let pid = child.id().expect("pid");
+    let ws_url = format!("ws://127.0.0.1:{}", ready["wsPort"]);
+    let (id, token) = (
+        ready["session"]["id"].as_str().expect("id"),
+        ready["session"]["token"].as_str().expect("token"),
+    );
+    let before = rss_kib(pid);
+    let padding = "d".repeat(700_000);
+    for n in 0..DEVICES {
+        let mut ws = ws_connect(&ws_url).await;
+        let hello = json!({"type": "client:connect", "sessionId": id, "token": token,
+                           "deviceInfo": {"id": n.to_string(), "model": "Big", "extra": padding}});
+        send_json(&mut ws, &hello).await;
+        recv_type(&mut ws, "core:connected").await;
+        within("close", ws.close(None)).await.expect("close");
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after.saturating_sub(before) < GROWTH_KIB,
+        "the server grew from {before} KiB to {after} KiB while its --json reader was stalled"
+    );
+    drop(events);
+}
