@@ -193,10 +193,12 @@ async fn project_files_that_never_end_are_not_read() {
 // ---------------------------------------------------------------------------------------------
 
 /// How to run the server so that permission bits apply to it: as `nobody` when the tests run as
-/// root (the project is handed to nobody), as it is otherwise.
-fn unprivileged(project: &Path) -> Vec<&'static str> {
+/// root (the project is handed to nobody, and the binary is run from a copy nobody can reach:
+/// the checkout may sit in a folder only root can enter), as it is otherwise. Returns the
+/// wrapper for [`Dev::start_wrapped`] and the folder holding the copy.
+fn unprivileged(project: &Path) -> (Vec<String>, Option<tempfile::TempDir>) {
     if common::gradle::permissions_are_enforced() {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     fn give(path: &Path) {
         std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
@@ -207,7 +209,19 @@ fn unprivileged(project: &Path) -> Vec<&'static str> {
         }
     }
     give(project);
-    vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    let copy = tempfile::Builder::new()
+        .prefix("jetstart-bin-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(copy.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let binary = copy.path().join("jetstart-rs");
+    std::fs::copy(env!("CARGO_BIN_EXE_jetstart-rs"), &binary).expect("copy the binary");
+    // `$0` is the test build's path, which the wrapper replaces with the copy.
+    let script = format!(
+        "exec setpriv --reuid=65534 --regid=65534 --clear-groups {} \"$@\"",
+        binary.display()
+    );
+    (vec!["sh".into(), "-c".into(), script], Some(copy))
 }
 
 #[tokio::test]
@@ -215,7 +229,8 @@ async fn an_unreadable_folder_is_skipped_with_one_warning_and_the_rest_is_watche
     let project = common::project();
     let locked = project.path().join("app/build-tools-cache/locked");
     std::fs::create_dir_all(locked.join("inner")).expect("mkdir");
-    let wrapper = unprivileged(project.path());
+    let (wrapper, _copy) = unprivileged(project.path());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
     let mut dev = Dev::start_wrapped(
         &wrapper,
