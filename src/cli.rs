@@ -235,6 +235,10 @@ pub struct DevArgs {
     /// A device silent for this long is dropped (internal; tests shorten it).
     #[arg(long, hide = true, default_value = "90s", value_parser = parse_duration)]
     pub client_timeout: Duration,
+    /// How long an HTTP client may take to send a request head, also between requests on a
+    /// kept-alive connection (internal; tests shorten it).
+    #[arg(long, hide = true, default_value = "15s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
 }
 
 /// Flags of `jetstart-rs init`.

@@ -48,6 +48,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub ping_interval: Duration,
     pub client_timeout: Duration,
+    /// How long an HTTP client may take to send a request head.
+    pub http_header_timeout: Duration,
 }
 
 /// A mistake in how `jetstart-rs` was called (a flag's value, a missing folder): exit code 2,
@@ -183,6 +185,7 @@ impl Config {
             allowed_origins: args.allow_origin.iter().map(|o| normalize_origin(o)).collect(),
             ping_interval: args.ping_interval,
             client_timeout: args.client_timeout,
+            http_header_timeout: args.http_header_timeout,
         })
     }
 
@@ -215,14 +218,24 @@ impl Config {
             allowed_origins: Vec::new(),
             ping_interval: Duration::from_secs(30),
             client_timeout: Duration::from_secs(90),
+            http_header_timeout: crate::http::serve::HEADER_TIMEOUT,
         }
     }
 }
 
-/// `projectName` from `<project>/jetstart.config.json`, if the file exists and has one.
+/// `projectName` from `<project>/jetstart.config.json`, if the file exists and has one. A file
+/// that is not a regular file of the project, or too big, is ignored with a warning.
 fn name_from_config_file(project_dir: &Path) -> Option<String> {
+    use crate::project_file::{self, CONFIG_MAX};
     let path = project_dir.join("jetstart.config.json");
-    let text = std::fs::read_to_string(&path).ok()?;
+    let text = match project_file::read_to_string(project_dir, &path, CONFIG_MAX) {
+        Ok(text) => text,
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            tracing::warn!("ignoring the project name in it: {e}");
+            return None;
+        }
+    };
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(value) => value.get("projectName")?.as_str().map(str::to_owned),
         Err(e) => {

@@ -22,12 +22,13 @@ pub struct Dev {
     ws: TcpListener,
     /// This project's one-server lock, held until the server has cleaned up.
     lock: Option<ProjectLock>,
+    http_limits: crate::http::serve::Limits,
 }
 
 impl Dev {
     /// Takes the project's lock (another server on it is a one-line error naming it), binds both
     /// ports (a port in use is a one-line error naming the flag) and creates the session.
-    pub async fn bind(config: Config) -> Result<Self> {
+    pub async fn bind(mut config: Config) -> Result<Self> {
         let mut lock = match ProjectLock::acquire(&config.project_dir) {
             Ok(lock) => Some(lock),
             Err(e) if e.is::<AlreadyRunning>() => return Err(e),
@@ -36,6 +37,12 @@ impl Dev {
                 tracing::debug!("running without the project lock: {e:#}");
                 None
             }
+        };
+        let budget = crate::limits::for_this_process(config.max_clients, crate::hub::REFUSALS_AT_ONCE);
+        config.max_clients = budget.max_clients;
+        let http_limits = crate::http::serve::Limits {
+            max_connections: budget.http_connections,
+            header_timeout: config.http_header_timeout,
         };
         // The HTTP port keeps clear of the WebSocket port's number and vice versa, so that
         // moving one on to a free port never takes the other's.
@@ -57,6 +64,7 @@ impl Dev {
             http,
             ws,
             lock,
+            http_limits,
         })
     }
 
@@ -72,6 +80,7 @@ impl Dev {
             http,
             ws,
             lock,
+            http_limits,
         } = self;
         let session = server.session.current();
         // Pairing needs no file: a read-only project still serves devices that scan the QR code.
@@ -94,13 +103,13 @@ impl Dev {
         let hub = server.hub.clone();
         let hub_task = tokio::spawn(async move { hub.serve(ws).await });
         let stop_http = tokio_util::sync::CancellationToken::new();
-        let app = crate::http::router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let http_stop = stop_http.clone();
-        let http_task = tokio::spawn(async move {
-            axum::serve(http, app)
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-        });
+        let app = crate::http::router(server.clone());
+        let http_task = tokio::spawn(crate::http::serve::serve(
+            http,
+            app,
+            http_limits,
+            stop_http.clone(),
+        ));
 
         server.reporter.emit(server.ready_event());
         server.reporter.banner(&server.pairing(&session));
@@ -210,15 +219,19 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Resolves when Ctrl+C or SIGTERM arrives. The handlers are installed when this is called, not
-/// when the future is first polled: a signal sent right after `ready` must still shut down cleanly
-/// (and remove the session file) instead of killing the process.
+/// Resolves when Ctrl+C, SIGTERM, SIGHUP (the terminal window closed, the SSH session dropped)
+/// or SIGQUIT arrives: every way of being told to stop is a clean stop, so the token never stays
+/// in the marker block and no build is left running. The handlers are installed when this is
+/// called, not when the future is first polled: a signal sent right after `ready` must still
+/// shut down cleanly (and remove the session file) instead of killing the process.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let interrupt = signal(SignalKind::interrupt()).ok();
         let terminate = signal(SignalKind::terminate()).ok();
+        let hangup = signal(SignalKind::hangup()).ok();
+        let quit = signal(SignalKind::quit()).ok();
         async move {
             let wait = |s: Option<tokio::signal::unix::Signal>| async move {
                 match s {
@@ -231,6 +244,8 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             tokio::select! {
                 () = wait(interrupt) => {},
                 () = wait(terminate) => {},
+                () = wait(hangup) => {},
+                () = wait(quit) => {},
             }
         }
     }

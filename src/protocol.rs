@@ -14,8 +14,13 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// Server stopping, or heartbeat timeout.
     pub const GOING_AWAY: u16 = 1001;
+    /// The device broke RFC 6455 (unmasked frame, reserved bits or opcodes, a fragmented or
+    /// oversized control frame).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A binary frame arrived.
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text message that is not valid UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A message over the size limit arrived.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Server full, or client too slow to keep up.
@@ -33,6 +38,10 @@ pub mod close {
     pub const REASON_WRONG_TOKEN: &str = "wrong token — rescan QR code";
     pub const REASON_AUTH_REQUIRED: &str = "authentication required";
     pub const REASON_TOO_BIG: &str = "message too big";
+    pub const REASON_PROTOCOL_ERROR: &str = "protocol error";
+    pub const REASON_INVALID_DATA: &str = "text message is not valid UTF-8";
+    /// 1013 to an unauthenticated socket that made room for a newer one (server full).
+    pub const REASON_SERVER_FULL: &str = "server full";
     /// 1001 on shutdown, to every socket, authenticated or not.
     pub const REASON_STOPPING: &str = "server stopping";
 }

@@ -213,7 +213,8 @@ impl Reporter {
         }
         if self.json {
             // Event serialization can't fail: string keys only.
-            let line = serde_json::to_string(&event).unwrap_or_default();
+            // Device-supplied text (deviceInfo) is escaped beyond what JSON requires.
+            let line = term::sanitize::json_line(&event).unwrap_or_default();
             self.write_stdout(&format!("{line}\n"));
         }
         if let Some(tap) = self.tap.get() {
@@ -421,7 +422,7 @@ fn device_name(device_info: &Value) -> String {
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or("device");
-    term::logline::printable(model)
+    term::sanitize::shown(model, term::sanitize::FIELD_MAX)
 }
 
 fn ms(duration_ms: u64) -> String {

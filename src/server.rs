@@ -57,7 +57,8 @@ impl SelfWrites {
         else {
             return false;
         };
-        std::fs::read(path).is_ok_and(|now| <[u8; 32]>::from(Sha256::digest(&now)) == expected)
+        crate::project_file::read_regular(path, crate::project_file::BUILD_FILE_MAX)
+            .is_ok_and(|now| <[u8; 32]>::from(Sha256::digest(&now)) == expected)
     }
 }
 

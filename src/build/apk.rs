@@ -1,7 +1,6 @@
 //! The built APK: finding the newest one, its size and SHA-256, and the app's version values
 //! read from `app/build.gradle` or `app/build.gradle.kts`.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -40,7 +39,8 @@ pub fn newest_apk(dir: &Path) -> Option<PathBuf> {
 
 /// Size and lowercase-hex SHA-256 of a file, streamed (APKs can be hundreds of MB).
 pub fn size_and_hash(path: &Path) -> Result<(u64, String)> {
-    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    // A regular file only: an "APK" that is a FIFO or a device would never end.
+    let mut file = crate::project_file::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
@@ -63,7 +63,16 @@ pub fn apk_info(project: &Path, apk: &Path) -> Result<ApkInfo> {
     let (size, hash) = size_and_hash(apk)?;
     let values = ["app/build.gradle.kts", "app/build.gradle"]
         .iter()
-        .find_map(|name| std::fs::read_to_string(project.join(name)).ok())
+        .find_map(|name| {
+            let path = project.join(name);
+            crate::project_file::read_to_string(project, &path, crate::project_file::BUILD_FILE_MAX)
+                .inspect_err(|e| {
+                    if !e.is_not_found() {
+                        tracing::warn!("apkInfo without the app's values: {e}");
+                    }
+                })
+                .ok()
+        })
         .map(|text| GradleValues::parse(&text))
         .unwrap_or_default();
     Ok(ApkInfo {
@@ -171,6 +180,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_apk_that_is_not_a_regular_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("app-debug.apk");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let err = size_and_hash(&fifo).expect_err("a FIFO is no APK");
+        assert!(format!("{err:#}").contains("FIFO"), "{err:#}");
+        assert!(size_and_hash(Path::new("/dev/zero")).is_err());
+    }
+
+    #[test]
     fn groovy_values_are_read() {
         let text = "android {\n    namespace 'com.example.demo'\n    defaultConfig {\n        applicationId \"com.example.demo\"\n        minSdkVersion 24\n        targetSdk 34 // latest\n        versionCode 7\n        versionName '1.2.3'\n    }\n    productFlavors { free { applicationId 'com.example.free' } }\n}\n";
         assert_eq!(
@@ -227,7 +246,7 @@ mod tests {
         std::fs::create_dir_all(new.parent().expect("parent")).expect("mkdir");
         std::fs::write(&new, b"2").expect("write");
         let past = SystemTime::now() - std::time::Duration::from_secs(60);
-        File::options()
+        std::fs::File::options()
             .write(true)
             .open(&old)
             .and_then(|f| f.set_modified(past))

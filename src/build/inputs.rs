@@ -74,9 +74,9 @@ pub enum Unusable {
 /// older than a Gradle file of the project.
 pub fn load(project_dir: &Path) -> Result<HotInputs, Unusable> {
     let path = capture::record_path(project_dir);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::project_file::read_regular_string(&path, crate::project_file::STATE_MAX) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(e) if e.is_not_found() => return Err(Unusable::Missing),
         Err(e) => return Err(Unusable::Unreadable(e.to_string())),
     };
     let written = std::fs::metadata(&path)

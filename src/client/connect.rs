@@ -153,7 +153,9 @@ pub fn meaning(code: u16) -> &'static str {
     match code {
         close::NORMAL => "normal close",
         close::GOING_AWAY => "server stopped (or the device was silent too long)",
+        close::PROTOCOL_ERROR => "the server saw a WebSocket protocol violation",
         close::UNSUPPORTED_DATA => "binary frames are not accepted",
+        close::INVALID_DATA => close::REASON_INVALID_DATA,
         close::MESSAGE_TOO_BIG => close::REASON_TOO_BIG,
         close::TRY_AGAIN_LATER => "server full, or client too slow — try again later",
         close::WRONG_SESSION => close::REASON_WRONG_SESSION,
@@ -209,6 +211,11 @@ mod tests {
         assert!(closed(Some(&frame(1001, "Server stopped"))).is_ok());
         let full = closed(Some(&frame(1013, "server full"))).unwrap_err().to_string();
         assert!(full.starts_with("closed: 1013 server full"), "{full}");
+        let violation = closed(Some(&frame(1002, "protocol error")))
+            .unwrap_err()
+            .to_string();
+        assert!(violation.contains("protocol violation"), "{violation}");
+        assert_ne!(meaning(1007), "unknown close code");
         assert!(closed(None).is_err());
     }
 }

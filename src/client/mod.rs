@@ -62,14 +62,15 @@ impl Target {
     /// Reads `<project>/.jetstart/session.properties`, as written by a running `dev` (SPEC §7).
     pub fn from_project(project: &Path) -> Result<Self> {
         let path = crate::gradle::session_file::path(project);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "could not read {}; is `jetstart-rs dev` running in {}? \
+        let text = crate::project_file::read_regular_string(&path, crate::project_file::STATE_MAX)
+            .with_context(|| {
+                format!(
+                    "could not read {}; is `jetstart-rs dev` running in {}? \
                  (or pass the QR payload instead)",
-                path.display(),
-                project.display()
-            )
-        })?;
+                    path.display(),
+                    project.display()
+                )
+            })?;
         Self::from_properties(&text).with_context(|| format!("in {}", path.display()))
     }
 

@@ -35,7 +35,8 @@ pub fn install(project_dir: &Path) -> Result<PathBuf> {
     session_file::create_private_dir(&dir)?;
     for (name, text) in [(SCRIPT_FILE, SCRIPT), (INIT_FILE, INIT_SCRIPT)] {
         let path = dir.join(name);
-        if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+        let current = crate::project_file::read_regular(&path, crate::project_file::STATE_MAX).ok();
+        if current.as_deref() != Some(text.as_bytes()) {
             atomic::write(&path, text.as_bytes(), atomic::Mode::Preserve)?;
         }
     }

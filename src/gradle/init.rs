@@ -72,7 +72,7 @@ pub fn install(project_dir: &Path) -> Result<Outcome> {
         );
     }
     let build_file = find_app_build_file(project_dir)?;
-    let build = std::fs::read(&build_file)
+    let build = crate::project_file::read_regular(&build_file, crate::project_file::BUILD_FILE_MAX)
         .with_context(|| format!("could not read {}; check its permissions", build_file.display()))?;
     let appended = append_apply_line(&build, apply_line(&build_file));
     // The build file is staged first (refused if read-only; its temporary file written in
@@ -83,7 +83,7 @@ pub fn install(project_dir: &Path) -> Result<Outcome> {
         .transpose()?;
 
     let script_file = project_dir.join(SCRIPT_PATH);
-    let previous = std::fs::read(&script_file).ok();
+    let previous = crate::project_file::read_regular(&script_file, crate::project_file::BUILD_FILE_MAX).ok();
     let script = match &previous {
         Some(current) if current == SCRIPT.as_bytes() => Change::Unchanged,
         Some(_) => Change::Updated,

@@ -14,13 +14,22 @@ pub const START: &str = "// JetStart injected fields";
 pub const END: &str = "// End JetStart fields";
 
 /// Rewrites the block of `build_file` (if the file has one) with `fields`. Returns whether the
-/// file has a block. The file is only written when its contents change.
-pub fn update(build_file: &Path, fields: &Fields<'_>, self_writes: &SelfWrites) -> Result<bool> {
-    let original = match std::fs::read(build_file) {
+/// file has a block. The file is only written when its contents change, and only if it is a
+/// regular file inside `project_dir` (a link inside the project is followed and kept).
+pub fn update(
+    project_dir: &Path,
+    build_file: &Path,
+    fields: &Fields<'_>,
+    self_writes: &SelfWrites,
+) -> Result<bool> {
+    use crate::project_file::{self, BUILD_FILE_MAX};
+    let original = match project_file::read(project_dir, build_file, BUILD_FILE_MAX) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| format!("could not read {}", build_file.display())),
+        Err(e) if e.is_not_found() => return Ok(false),
+        Err(e) => return Err(e.into()),
     };
+    // Written where it really is: a link to a file elsewhere in the project stays a link.
+    let build_file = &project_file::resolve(project_dir, build_file)?;
     let Some(rewritten) =
         rewrite(&original, fields).with_context(|| format!("in {}", build_file.display()))?
     else {

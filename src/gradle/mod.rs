@@ -103,7 +103,7 @@ pub fn remove_session(server: &Server) -> Result<()> {
 
 fn update_marker_block(server: &Server, fields: &Fields<'_>) {
     let file = marker_file(&server.config.project_dir);
-    match marker::update(&file, fields, &server.self_writes) {
+    match marker::update(&server.config.project_dir, &file, fields, &server.self_writes) {
         Ok(true) => tracing::debug!("updated the JetStart fields in {}", file.display()),
         Ok(false) => {}
         Err(e) => tracing::warn!(

@@ -56,7 +56,11 @@ pub fn write(project_dir: &Path, contents: &Contents<'_>, self_writes: &SelfWrit
     let dir = project_dir.join(DIR);
     create_private_dir(&dir)?;
     let gitignore = dir.join(".gitignore");
-    if std::fs::read(&gitignore).ok().as_deref() != Some(GITIGNORE) {
+    if crate::project_file::read_regular(&gitignore, 1024)
+        .ok()
+        .as_deref()
+        != Some(GITIGNORE)
+    {
         atomic::write(&gitignore, GITIGNORE, atomic::Mode::Preserve)?;
     }
     self_writes.record(&gitignore, GITIGNORE);
@@ -83,19 +87,55 @@ pub fn remove(project_dir: &Path) -> Result<()> {
     }
 }
 
-/// Creates `.jetstart/` readable by its owner only (the file inside is the secret; this is
-/// defence in depth). An existing folder keeps its permissions.
+/// Makes `.jetstart/` a real folder readable by its owner only (the file inside is the secret).
+///
+/// A repository can carry `.jetstart` as a symbolic link (git stores links): followed, the
+/// server would write its credentials and a `.gitignore` of `*` wherever it points, and delete
+/// files there on exit. Such a link is replaced by a folder (removing a link leaves what it
+/// points to alone), with one warning; anything else that is not a folder is refused.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let cannot = || {
         format!(
             "could not create {}; make the project folder writable (the BuildConfig session file goes there)",
             dir.display()
         )
-    })
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = std::fs::read_link(dir).unwrap_or_default();
+            std::fs::remove_file(dir).with_context(|| {
+                format!("{} is a symbolic link; remove it and run again", dir.display())
+            })?;
+            tracing::warn!(
+                "{} was a symbolic link to {}; replaced it with a private folder (nothing was written where it pointed)",
+                dir.display(),
+                target.display()
+            );
+        }
+        Ok(meta) if !meta.is_dir() => anyhow::bail!(
+            "{} exists and is not a folder; move it away and run again (the BuildConfig session file goes there)",
+            dir.display()
+        ),
+        _ => {}
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(cannot),
+    }
+    // Checked again without following links: whatever is there now must be our folder.
+    let meta = std::fs::symlink_metadata(dir).with_context(cannot)?;
+    if !meta.is_dir() {
+        anyhow::bail!("{} changed while it was being created; run again", dir.display());
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("could not make {} private (chmod 700)", dir.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

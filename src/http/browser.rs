@@ -38,7 +38,11 @@ fn open(url: &str) -> std::io::Result<()> {
             return Ok(());
         }
     }
-    let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
     match quiet(Command::new(opener).arg(url))? {
         status if status.success() => Ok(()),
         status => Err(std::io::Error::other(format!("{opener} {status}"))),
@@ -47,5 +51,8 @@ fn open(url: &str) -> std::io::Result<()> {
 
 /// Runs `cmd` to its end with no input and its output discarded (stdout may be `--json`'s).
 fn quiet(cmd: &mut Command) -> std::io::Result<std::process::ExitStatus> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
 }

@@ -40,18 +40,28 @@ pub async fn download(
         .ok()
         .and_then(|Query(pairs)| pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()));
     let session = server.session.current();
+    let backoff = server.hub.auth_backoff();
     if !presented.is_some_and(|token| ct_eq(token, &session.token)) {
+        // The same per-address back-off as on the WebSocket: guessing here is no faster.
+        if let Some(addr) = peer {
+            tokio::time::sleep(backoff.failed(addr.ip())).await;
+        }
         return Ok(error_response(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token — rescan the QR code",
         ));
     }
+    if let Some(addr) = peer {
+        backoff.succeeded(addr.ip());
+    }
     let Some(artifact) = server.artifact() else {
         return Ok(error_response(StatusCode::NOT_FOUND, "no APK has been built yet"));
     };
-    let file_handle = match tokio::fs::File::open(&artifact.path).await {
+    let path = artifact.path.clone();
+    let opened = tokio::task::spawn_blocking(move || crate::project_file::open_regular(&path)).await?;
+    let file_handle = match opened.map(tokio::fs::File::from_std) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             tracing::warn!("the last APK ({}) is gone from disk", artifact.path.display());
             return Ok(error_response(
                 StatusCode::NOT_FOUND,

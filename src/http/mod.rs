@@ -6,6 +6,7 @@ mod download;
 mod guard;
 mod manage;
 mod pages;
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -63,7 +63,7 @@ impl FailureTable {
 
     /// Records a failed authentication from `ip` at `now`.
     pub fn record_failure(&mut self, ip: IpAddr, now: Instant) -> Failure {
-        let key = key(ip);
+        let key = address_key(ip);
         if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
             self.make_room(now);
         }
@@ -85,7 +85,7 @@ impl FailureTable {
 
     /// Records a successful authentication from `ip`: its slate is wiped. O(1).
     pub fn record_success(&mut self, ip: IpAddr) {
-        self.entries.remove(&key(ip));
+        self.entries.remove(&address_key(ip));
     }
 
     /// Number of addresses tracked.
@@ -123,7 +123,7 @@ pub fn delay_for(failures: u32) -> Duration {
 
 /// The table key: IPv4 as is (also when it arrives IPv4-mapped on a dual-stack socket), IPv6
 /// by its /64, because one host holds a whole /64 and can pick a fresh address per guess.
-fn key(ip: IpAddr) -> IpAddr {
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -13,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::admission::Ticket;
 use super::auth::{self, FirstFrame, UrlToken, Verdict};
 use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
 use super::handshake::{self, UpgradeCheck};
@@ -35,8 +37,11 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_CLIENT_MESSAGE_BYTES))
 }
 
-/// Runs one accepted TCP connection to its end.
-pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
+/// How long an evicted socket's close frame may take: its place is already someone else's.
+const EVICTED_CLOSE: Duration = Duration::from_millis(200);
+
+/// Runs one accepted TCP connection to its end; `ticket` is its place among `--max-clients`.
+pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, mut ticket: Ticket) {
     let settings = &hub.inner.settings;
     // One deadline covers the HTTP upgrade and the first message, so a slow-loris can't hold
     // a slot longer than --auth-timeout.
@@ -56,6 +61,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
         biased;
         // Not a WebSocket yet, so there is no close code to send: just drop the connection.
         () = hub.inner.stopping.cancelled() => return,
+        () = ticket.evicted() => return,
         upgraded = timeout_at(deadline, upgrade) => upgraded,
     };
     let ws = match upgraded {
@@ -83,7 +89,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr) {
             return;
         }
     };
-    if let Some((ws, client)) = authenticate(&hub, ws, addr, &url_token, deadline).await {
+    if let Some((ws, client)) = authenticate(&hub, ws, addr, &url_token, deadline, &mut ticket).await {
         run(&hub, ws, client).await;
     }
 }
@@ -103,11 +109,16 @@ async fn authenticate(
     addr: SocketAddr,
     url_token: &UrlToken,
     deadline: Instant,
+    ticket: &mut Ticket,
 ) -> Option<(Socket, Accepted)> {
     let verdict = loop {
         let next = tokio::select! {
             biased;
             () = hub.inner.stopping.cancelled() => None,
+            () = ticket.evicted() => {
+                close_evicted(ws).await;
+                return None;
+            }
             next = timeout_at(deadline, ws.next()) => Some(next),
         };
         let Some(next) = next else {
@@ -123,6 +134,10 @@ async fn authenticate(
             Ok(Some(Ok(_))) => FirstFrame::Control,
             Ok(Some(Err(WsError::Capacity(_)))) => FirstFrame::TooBig,
             Ok(Some(Err(e))) => {
+                if let Some((code, reason)) = super::violation::close_code(e) {
+                    reject(hub, ws, addr, code, reason).await;
+                    return None;
+                }
                 tracing::debug!(%addr, "connection failed before authentication: {e}");
                 FirstFrame::Failed
             }
@@ -137,6 +152,11 @@ async fn authenticate(
             session_id,
             device_info,
         } => {
+            if !ticket.authenticated() {
+                // A newer connection took this one's place just before its credentials came.
+                close_evicted(ws).await;
+                return None;
+            }
             hub.inner.auth_backoff.succeeded(addr.ip());
             Some((
                 ws,
@@ -151,7 +171,14 @@ async fn authenticate(
             if rejection.is_wrong_credentials() {
                 // Held back before the close frame so a guesser waits too; shutdown cuts it short.
                 let delay = hub.inner.auth_backoff.failed(addr.ip());
-                let _ = timeout(delay, hub.inner.stopping.cancelled()).await;
+                ticket.hold_until(std::time::Instant::now() + delay);
+                let cut_short = async {
+                    tokio::select! {
+                        () = hub.inner.stopping.cancelled() => {},
+                        () = ticket.evicted() => {},
+                    }
+                };
+                let _ = timeout(delay, cut_short).await;
             }
             reject(hub, ws, addr, rejection.code, rejection.reason).await;
             None
@@ -169,6 +196,16 @@ async fn reject(hub: &Hub, ws: Socket, addr: SocketAddr, code: u16, reason: &'st
         origin: None,
     });
     close_unauthenticated(ws, code, reason).await;
+}
+
+/// Closes a socket whose place a newer connection took: 1013 if the frame goes out at once, no
+/// waiting for an answer (the place is someone else's already).
+async fn close_evicted(mut ws: Socket) {
+    let frame = CloseFrame {
+        code: CloseCode::from(close::TRY_AGAIN_LATER),
+        reason: close::REASON_SERVER_FULL.into(),
+    };
+    let _ = timeout(EVICTED_CLOSE, ws.close(Some(frame))).await;
 }
 
 /// Sends a close frame and waits (bounded) for the answer.

@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::frame::RawFrame;
+use super::heartbeat::Heartbeat;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
+use super::violation;
 use super::wire::Socket;
 use super::Hub;
 use crate::protocol::{close, ClientMessage, CoreMessage};
@@ -109,6 +111,7 @@ pub async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut relay: Option<PendingRelay> = None;
+    let mut heartbeat = Heartbeat::new(settings.ping_interval, unix_ms());
     // False while tungstenite may hold bytes of its own (a pong, the answer to a close): every
     // frame read may queue one, every completed flush sends them. Raw frames must wait for
     // those, but the flush is only needed then: a broadcast to a thousand devices skips it.
@@ -219,7 +222,11 @@ pub async fn serve(
                 close_signal.request(CloseRequest::Abort);
             }
             Step::Ping => {
-                let silent = Duration::from_millis(unix_ms().saturating_sub(info.last_activity()));
+                let now = unix_ms();
+                if heartbeat.paused(now) {
+                    tracing::debug!(client = %info.client_id, "resumed after a pause; pinging before judging silence");
+                }
+                let silent = heartbeat.silence(now, info.last_activity());
                 if silent >= settings.client_timeout {
                     tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
                     close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
@@ -388,10 +395,10 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
             Reply::Close(CloseRequest::frame(close::MESSAGE_TOO_BIG, close::REASON_TOO_BIG))
         }
-        Some(Err(e)) => {
+        Some(Err(e)) => Reply::Close(violation::close_request(&e).unwrap_or_else(|| {
             tracing::debug!(client = %info.client_id, "connection error: {e}");
-            Reply::Close(CloseRequest::Abort)
-        }
+            CloseRequest::Abort
+        })),
         Some(Ok(message)) => {
             info.touch();
             match message {
@@ -427,7 +434,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
             let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
             let line = format!("{} status: {status}{detail}", info.label());
-            tracing::info!("{}", crate::term::logline::printable(&line));
+            tracing::info!(
+                "{}",
+                crate::term::sanitize::shown(&line, crate::term::sanitize::LINE_MAX)
+            );
             Reply::Nothing
         }
         ClientMessage::Log { log } => {
@@ -441,7 +451,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             Reply::Relay(Utf8Bytes::from(message.encode()))
         }
         ClientMessage::Disconnect { reason } => {
-            let reason = crate::term::logline::printable(reason.as_deref().unwrap_or("no reason given"));
+            let reason = crate::term::sanitize::shown(
+                reason.as_deref().unwrap_or("no reason given"),
+                crate::term::sanitize::FIELD_MAX,
+            );
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
             Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
         }

@@ -1,13 +1,16 @@
 //! The WebSocket hub: accepts devices, authenticates them, and fans reload events out to them.
 
+mod admission;
 pub mod auth;
 pub mod backoff;
 mod connection;
 mod device;
 pub mod frame;
 pub mod handshake;
+mod heartbeat;
 mod log_entry;
 pub mod registry;
+mod violation;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,11 +27,17 @@ use crate::config::Config;
 use crate::protocol::{close, CoreMessage};
 use crate::report::{Event, Reporter};
 use crate::session::{Session, SessionStore};
+use admission::{Admission, Admit};
+pub use backoff::address_key;
 use registry::Registry;
 pub use registry::{ClientInfo, ClientSnapshot, CloseRequest};
 
 /// How long shutdown waits for devices to receive `core:disconnect` and the close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Connections answered with HTTP 503 at once (each reads a request head for up to 2 s); past
+/// that, a connection the server has no room for is closed without an answer, so refusals can't
+/// use up descriptors either.
+pub const REFUSALS_AT_ONCE: usize = 8;
 
 /// The hub's share of the settings.
 #[derive(Debug, Clone)]
@@ -64,8 +73,10 @@ struct Inner {
     session: Arc<SessionStore>,
     reporter: Arc<Reporter>,
     registry: Registry,
-    /// Every accepted TCP connection holds a permit, also during its handshake.
-    slots: Arc<Semaphore>,
+    /// Every accepted TCP connection holds a ticket, also during its handshake.
+    admission: Arc<Admission>,
+    /// Permits to answer a connection with 503.
+    refusals: Arc<Semaphore>,
     connections: TaskTracker,
     stopping: CancellationToken,
     next_client: AtomicU64,
@@ -88,14 +99,15 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(settings: HubSettings, session: Arc<SessionStore>, reporter: Arc<Reporter>) -> Self {
-        let slots = Arc::new(Semaphore::new(settings.max_clients));
+        let admission = Admission::new(settings.max_clients);
         Self {
             inner: Arc::new(Inner {
                 settings,
                 session,
                 reporter,
                 registry: Registry::default(),
-                slots,
+                admission,
+                refusals: Arc::new(Semaphore::new(REFUSALS_AT_ONCE)),
                 connections: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 next_client: AtomicU64::new(1),
@@ -124,18 +136,32 @@ impl Hub {
                 }
             };
             let _ = stream.set_nodelay(true);
-            match inner.slots.clone().try_acquire_owned() {
-                Ok(permit) => {
+            match inner.admission.admit(addr.ip()) {
+                Admit::Open(ticket) => {
                     let hub = self.clone();
-                    inner.connections.spawn(async move {
-                        connection::handle(hub, stream, addr).await;
-                        drop(permit);
-                    });
+                    inner
+                        .connections
+                        .spawn(async move { connection::handle(hub, stream, addr, ticket).await });
                 }
-                Err(_) => {
-                    tracing::warn!(%addr, "refused a connection: {} sockets open (--max-clients)", inner.settings.max_clients);
-                    inner.connections.spawn(handshake::refuse_full(stream));
+                // Closed at once: the address is holding sockets it has not used, and answers to
+                // it must not use up the refusals that devices get when the server is full.
+                Admit::AddressFull => {
+                    tracing::debug!(%addr, "closed a connection at once: its address holds its share of unauthenticated sockets");
+                    drop(stream);
                 }
+                Admit::Full => match inner.refusals.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tracing::warn!(%addr, "refused a connection: {} devices connected (--max-clients)", inner.settings.max_clients);
+                        inner.connections.spawn(async move {
+                            handshake::refuse_full(stream).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "closed a connection at once: server full");
+                        drop(stream);
+                    }
+                },
             }
             // Let the task just spawned run before the next `accept`: the device's upgrade
             // request has usually arrived with the connection, while the next `accept` usually
@@ -210,6 +236,11 @@ impl Hub {
     /// Number of authenticated devices.
     pub fn client_count(&self) -> usize {
         self.inner.registry.len()
+    }
+
+    /// The per-address back-off on wrong credentials, shared with `/download`.
+    pub fn auth_backoff(&self) -> &backoff::AuthBackoff {
+        &self.inner.auth_backoff
     }
 
     /// Follows whether any device is authenticated (e.g. to start the first build).

@@ -10,7 +10,15 @@ pub const MAX_PROJECT_NAME_CHARS: usize = 64;
 /// name can't break the `|`-separated payload or a terminal.
 pub fn sanitize_project_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c == '|' || c.is_control() { '_' } else { c })
+        // The same characters the device-text sanitiser removes: the name is shown in the
+        // banner and on the pairing page, and it may come from a cloned repository.
+        .map(|c| {
+            if c == '|' || crate::term::sanitize::is_unsafe(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(MAX_PROJECT_NAME_CHARS)
         .collect()
 }
@@ -64,6 +72,7 @@ mod tests {
             "a_b_c_d_e_[31m"
         );
         assert_eq!(sanitize_project_name("Café ☕"), "Café ☕");
+        assert_eq!(sanitize_project_name("app\u{202e}kcab\u{9b}"), "app_kcab_");
     }
 
     #[test]

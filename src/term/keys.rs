@@ -174,13 +174,10 @@ fn devices(server: &Server, style: Style) -> String {
     }
     let mut text = format!("{} device(s) connected:", clients.len());
     for client in clients {
+        // Chosen by the device: made printable and cut, like every device-supplied text.
         let field = |name: &str| {
-            client
-                .device_info
-                .get(name)
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("?")
-                .to_owned()
+            let value = client.device_info.get(name).and_then(serde_json::Value::as_str);
+            super::sanitize::shown(value.unwrap_or("?"), super::sanitize::FIELD_MAX)
         };
         let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(client.connected_at);
         text.push_str(&format!(

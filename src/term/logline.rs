@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+use super::sanitize::{printable, shown, FIELD_MAX, LINE_MAX};
 use super::{clock, Style};
 
 /// Android log priorities, least to most severe.
@@ -60,24 +61,17 @@ impl Filter {
     }
 }
 
-/// Device-supplied text made safe for the developer's terminal: every control character but
-/// tab (escape sequences, newlines, carriage returns, C1 codes) becomes a space, so a device
-/// can't move the cursor, recolour or clear the screen, or fake a log line of its own.
-pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect()
-}
-
-/// Indent of a multi-line message's further lines (a stack trace's `at …` lines).
-const CONTINUATION: &str = "    ";
+/// Starts a multi-line message's further lines (a stack trace's `at …` lines): indented, and
+/// marked, so that a device's line can never pass for one of the server's (`Token: …`).
+const CONTINUATION: &str = "  │ ";
 
 /// `12:04:05 warn    MainActivity [Pixel 7] message`; the device part only when given. A
 /// message of several lines keeps them, each further line indented under the first and made
 /// printable like the rest (so a device still can't fake a line of its own: every line it adds
-/// starts with the indent).
+/// starts with the indent). The message as a whole is cut to [`LINE_MAX`] characters.
 pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
-    let field = |name: &str| printable(log.get(name).and_then(Value::as_str).unwrap_or(""));
+    let text = |name: &str, max| shown(log.get(name).and_then(Value::as_str).unwrap_or(""), max);
+    let field = |name: &str| text(name, FIELD_MAX);
     let level = match field("level").as_str() {
         "" => "info".to_owned(),
         level => level.to_ascii_lowercase(),
@@ -87,14 +81,19 @@ pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
         .and_then(Value::as_u64)
         .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
     let device = device.map_or_else(String::new, |d| {
-        format!(" {}", style.dim(&format!("[{}]", printable(d))))
+        format!(" {}", style.dim(&format!("[{}]", shown(d, FIELD_MAX))))
     });
     let message = log.get("message").and_then(Value::as_str).unwrap_or("");
-    let mut lines = message.lines();
+    let total = message.chars().count();
+    let kept: String = message.chars().take(LINE_MAX).collect();
+    let mut lines = kept.lines();
     let first = printable(lines.next().unwrap_or(""));
-    let rest: String = lines
+    let mut rest: String = lines
         .map(|line| format!("\n{CONTINUATION}{}", printable(line)))
         .collect();
+    if total > LINE_MAX {
+        rest.push_str(&format!("… ({} more characters)", total - LINE_MAX));
+    }
     format!(
         "{} {} {}{device} {first}{rest}",
         style.dim(&clock(time)),
@@ -174,8 +173,8 @@ mod tests {
             lines,
             [
                 format!("{} error   App java.lang.IllegalStateException: boom", epoch()).as_str(),
-                "    \tat a.B.c(B.kt:3)",
-                "    \tat a.B.d(B.kt:9) [2J",
+                "  │ \tat a.B.c(B.kt:3)",
+                "  │ \tat a.B.d(B.kt:9) [2J",
             ]
         );
         assert!(
@@ -186,6 +185,7 @@ mod tests {
 
     #[test]
     fn printable_replaces_every_control_character_but_tab() {
+        use crate::term::sanitize::printable;
         assert_eq!(
             printable("a\x1b[2Jb\r\nc\u{9b}31md\u{7f}e\tf"),
             "a [2Jb  c 31md e\tf"

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod logline;
 pub mod output;
 pub mod progress;
+pub mod sanitize;
 pub mod style;
 
 use std::io::IsTerminal;

@@ -3,15 +3,16 @@
 //!
 //! A terminal paused with Ctrl+S, or a `--json` reader that stops reading its pipe, blocks
 //! writes to stdout or stderr. Written from a runtime worker, that would freeze devices and
-//! builds with it; here only the writer thread waits. Its queue is bounded: while it is full,
-//! new lines are dropped and counted, and the count is said once output flows again.
+//! builds with it; here only the writer thread waits. Its queue is bounded in lines and in
+//! bytes (devices choose how long their lines are): while it is full, new lines are dropped and
+//! counted, and the count is said once output flows again.
 //!
 //! The spinner redraws one line in place with `\r`; anything else printed meanwhile (events,
 //! tracing logs, device logs) first blanks that line, and the spinner draws itself again on
 //! its next tick. Blanking uses spaces, not escape codes, so `NO_COLOR` output stays plain.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, TrySendError};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use crate::bounded;
 /// Output waiting for the terminal or the reader of a pipe. Far more than a burst of device
 /// logs needs; a reader stalled for longer loses lines (counted), never the server.
 const QUEUE: usize = 8192;
+/// Bytes of output waiting at most. A paused terminal must not grow the server by the size of
+/// whatever devices send: 8192 lines of a megabyte would be 8 GB.
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 enum Out {
     Stdout(String),
@@ -33,6 +37,27 @@ enum Out {
 
 /// Lines dropped because the queue was full, not yet reported.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of text queued for the writer thread and not yet written.
+static QUEUED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+impl Out {
+    /// The text this holds, as counted against [`QUEUE_BYTES`].
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Stdout(text) | Self::Stderr(text) | Self::Live(text) => text.len(),
+            Self::ClearLive | Self::Flush(_) => 0,
+        }
+    }
+}
+
+/// Takes `bytes` from the byte budget; false (nothing taken) if they don't fit.
+fn reserve(bytes: usize) -> bool {
+    QUEUED_BYTES
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+            queued.checked_add(bytes).filter(|&total| total <= QUEUE_BYTES)
+        })
+        .is_ok()
+}
 
 fn queue() -> Option<&'static bounded::Sender<Out>> {
     static QUEUE_TX: OnceLock<Option<bounded::Sender<Out>>> = OnceLock::new();
@@ -56,7 +81,18 @@ fn send(out: Out) {
         write_now(out); // no thread to be had: write from here, as before
         return;
     };
-    match tx.try_send(out) {
+    let bytes = out.bytes();
+    if !reserve(bytes) {
+        if !matches!(out, Out::Live(_)) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+    let sent = tx.try_send(out);
+    if sent.is_err() {
+        QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    match sent {
         Ok(()) => {}
         // The live line is redrawn on the next tick anyway; only real output counts as lost.
         Err(TrySendError::Full(Out::Live(_) | Out::ClearLive)) => {}
@@ -106,7 +142,9 @@ fn no_wakeup_preemption() {
 fn write_all(rx: &bounded::Receiver<Out>) {
     let mut width = 0;
     while let Ok(out) = rx.recv() {
+        let bytes = out.bytes();
         write_one(out, &mut width);
+        QUEUED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -219,6 +257,13 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn the_byte_budget_is_taken_and_given_back_whole() {
+        // Other tests print meanwhile: only what this test takes is checked.
+        assert!(!reserve(QUEUE_BYTES + 1), "more than the whole budget never fits");
+        assert!(reserve(0));
+    }
 
     #[test]
     fn flush_returns_once_earlier_output_is_written() {

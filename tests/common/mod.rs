@@ -113,6 +113,7 @@ pub struct Dev {
     pub ready: Ready,
     events: mpsc::UnboundedReceiver<Value>,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Dev {
@@ -123,7 +124,27 @@ impl Dev {
 
     /// Like [`Dev::start`] with extra environment variables.
     pub async fn start_with_env(project: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jetstart-rs"));
+        Self::start_wrapped(&[], project, extra, env).await
+    }
+
+    /// Like [`Dev::start_with_env`], started through `wrapper` (a program and its arguments, the
+    /// binary's path and arguments following), e.g. `sh -c 'ulimit -n 64 && exec "$0" "$@"'`.
+    /// The wrapper must `exec` the binary, so that the child is the server itself.
+    pub async fn start_wrapped(
+        wrapper: &[&str],
+        project: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_jetstart-rs");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("dev")
             .arg("--project")
             .arg(project)
@@ -149,9 +170,16 @@ impl Dev {
         let stdout = child.stdout.take().expect("stdout");
         let stderr_pipe = child.stderr.take().expect("stderr");
         let (tx, mut events) = mpsc::unbounded_channel();
+        let raw_stdout = Arc::new(Mutex::new(String::new()));
+        let raw_sink = raw_stdout.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                {
+                    let mut all = raw_sink.lock().expect("stdout lock");
+                    all.push_str(&line);
+                    all.push('\n');
+                }
                 let value: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
                 if tx.send(value).is_err() {
@@ -184,7 +212,13 @@ impl Dev {
             ready: Ready::from_event(&first),
             events,
             stderr,
+            stdout: raw_stdout,
         }
+    }
+
+    /// Everything the server wrote to stdout so far, as written.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("stdout lock").clone()
     }
 
     /// `ws://127.0.0.1:<wsPort>`.
@@ -264,12 +298,18 @@ impl Dev {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = self.child.id().expect("running child");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .expect("send SIGTERM");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("send a signal");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running child")
     }
 
     /// Waits (bounded) for the process to exit.

@@ -1,4 +1,8 @@
 //! Watching the project: ignore rules, debounce, and classification of a batch of changes.
+//! Watching degrades, never dies: an unwatchable folder is skipped ([`tree`]), and a project
+//! folder deleted and created again is watched again.
+
+mod tree;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use notify::event::{CreateKind, EventKind, ModifyKind, RemoveKind};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tree::Tree;
 
 use crate::bounded;
 use crate::server::Server;
@@ -27,6 +31,11 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// A steady stream of changes (a generator rewriting sources in a loop) would otherwise
 /// postpone a batch forever; past this, the batch goes out and the rest makes the next one.
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(2);
+/// How often the batcher, idle, checks that the project folder is still there (its removal
+/// usually arrives as an event; this also catches a missed one), and how often, once it is
+/// gone, it looks for it to come back.
+const ROOT_CHECK: Duration = Duration::from_secs(1);
+const ROOT_POLL: Duration = Duration::from_millis(250);
 /// The hint for the most common reason watching fails on Linux.
 const INOTIFY_HINT: &str = "the OS limit on watched folders was reached; raise it with \
     `sudo sysctl fs.inotify.max_user_watches=524288` (add it to /etc/sysctl.conf to keep it), \
@@ -89,12 +98,13 @@ enum Change {
     NewDir(PathBuf),
     /// A folder went away, or notify lost events: only a full build is safe.
     Structure,
+    /// The project folder itself was removed or moved away.
+    RootGone,
 }
 
 /// The running watcher: notify on its thread, debouncing on another, batches on a tokio channel.
 pub struct WatchSystem {
-    // Kept alive: dropping it stops watching.
-    watcher: RecommendedWatcher,
+    tree: Arc<Tree>,
     batcher: Batcher,
 }
 
@@ -106,17 +116,20 @@ struct Batcher {
     changes: bounded::Receiver<Seen>,
     overflowed: Arc<AtomicBool>,
     server: Arc<Server>,
+    /// `None` in unit tests of the debounce, which watch nothing.
+    tree: Option<Arc<Tree>>,
 }
 
 impl WatchSystem {
-    /// Starts watching the project recursively. Errors say what to do (inotify limit).
+    /// Starts watching the project's folders. Fails only if no watcher can be made at all; the
+    /// OS limit on watches is reported with how to raise it, and what could be watched is.
     pub fn new(server: Arc<Server>) -> Result<Self> {
         let root = server.config.project_dir.clone();
         let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
         let callback_root = root.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let event = match res {
                 Ok(event) => event,
                 Err(e) => {
@@ -136,19 +149,20 @@ impl WatchSystem {
                 }
             }
         })?;
-        watcher.watch(&root, RecursiveMode::Recursive).map_err(|e| {
-            if is_limit(&e) {
-                anyhow::anyhow!("could not watch {}: {INOTIFY_HINT}", root.display())
-            } else {
-                anyhow::Error::new(e).context(format!("could not watch {}", root.display()))
-            }
-        })?;
+        let tree = Arc::new(Tree::new(root.clone(), watcher));
+        if tree.add(&root).is_err() {
+            tracing::error!(
+                "some folders of {} are not watched: {INOTIFY_HINT}",
+                root.display()
+            );
+        }
         Ok(Self {
-            watcher,
+            tree: tree.clone(),
             batcher: Batcher {
                 changes,
                 overflowed,
                 server,
+                tree: Some(tree),
             },
         })
     }
@@ -160,7 +174,7 @@ impl WatchSystem {
     /// next millisecond (and then some), and a batch's checks (files in a new folder, the
     /// server's own writes) are blocking file I/O.
     pub async fn run(self, batches: mpsc::Sender<Batch>, stop: CancellationToken) {
-        let Self { watcher, batcher } = self;
+        let Self { tree, batcher } = self;
         let spawned = std::thread::Builder::new()
             .name("jetstart-watch".into())
             .spawn(move || {
@@ -177,7 +191,7 @@ impl WatchSystem {
         }
         stop.cancelled().await;
         // Stops notify's thread, which drops the sending side: the batcher's wait ends.
-        drop(watcher);
+        tree.stop();
     }
 }
 
@@ -206,7 +220,19 @@ impl Batcher {
         let debounce = self.server.config.debounce;
         loop {
             let mut batch = Batch::default();
-            let (first, first_seen) = self.changes.recv().ok()?;
+            let (first, first_seen) = match self.changes.recv_timeout(ROOT_CHECK) {
+                Ok(seen) => seen,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.root_is_gone() {
+                        return self.wait_for_root();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            };
+            if matches!(first, Change::RootGone) {
+                return self.wait_for_root();
+            }
             self.add(&mut batch, first);
             let cap = first_seen + MAX_BATCH_WAIT;
             let mut last_seen = first_seen;
@@ -245,11 +271,50 @@ impl Batcher {
                 batch.files.insert(path);
             }
             Change::NewDir(dir) => {
+                // Watched before it is scanned: a file written in between is seen either way.
+                self.watch(&dir);
                 let root = &self.server.config.project_dir;
                 batch.files.extend(relevant_files_in(root, &dir));
             }
-            Change::Structure => batch.full = true,
+            // Noticed at the start of the next batch (or by the periodic check).
+            Change::Structure | Change::RootGone => batch.full = true,
         }
+    }
+
+    fn watch(&self, dir: &Path) {
+        if let Some(tree) = &self.tree {
+            if tree.add(dir).is_err() {
+                tracing::error!("{} is not watched: {INOTIFY_HINT}", dir.display());
+            }
+        }
+    }
+
+    fn root_is_gone(&self) -> bool {
+        !self.server.config.project_dir.is_dir()
+    }
+
+    /// The project folder is gone: says so, waits for it to come back (or the watcher to stop),
+    /// watches it again and asks for a full build (anything may have changed meanwhile).
+    fn wait_for_root(&self) -> Option<Batch> {
+        let root = &self.server.config.project_dir;
+        tracing::warn!(
+            "the project folder {} is gone; watching for it to come back",
+            root.display()
+        );
+        while self.root_is_gone() {
+            match self.changes.recv_timeout(ROOT_POLL) {
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        // Events from before the return are about the old folder.
+        while self.changes.recv_timeout(Duration::ZERO).is_ok() {}
+        self.watch(root);
+        tracing::info!("the project folder {} is back; watching it again", root.display());
+        Some(Batch {
+            files: BTreeSet::new(),
+            full: true,
+        })
     }
 }
 
@@ -263,7 +328,16 @@ fn changes_of(root: &Path, event: &notify::Event) -> Vec<Change> {
         let Ok(rel) = path.strip_prefix(root) else {
             continue;
         };
-        if rel.as_os_str().is_empty() || in_ignored_dir(rel) {
+        if rel.as_os_str().is_empty() {
+            if matches!(
+                event.kind,
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+            ) {
+                out.push(Change::RootGone);
+            }
+            continue;
+        }
+        if in_ignored_dir(rel) {
             continue;
         }
         match event.kind {
@@ -390,6 +464,7 @@ mod tests {
                 changes,
                 overflowed,
                 server,
+                tree: None,
             },
             tx,
             dir,

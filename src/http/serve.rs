@@ -1,0 +1,151 @@
+//! Serving the HTTP port with limits, so that connections from the network can't pile up:
+//! a request head must arrive within a timeout (also the next one on a kept-alive connection),
+//! open connections are capped (by the open-files budget, [`crate::limits`]), and one address
+//! may hold only a share of them.
+//!
+//! axum's own `serve` runs hyper without a timer, so it has no header timeout at all; this is the
+//! same hyper connection with one.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// How long a client may take to send a request head, from when it connects or from the end of
+/// its previous response: a browser sends one at once; a connection that trickles bytes or sits
+/// idle only holds a descriptor.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections one address may hold: this share of the cap (at least [`PER_ADDRESS_MIN`]).
+const PER_ADDRESS_SHARE: usize = 4;
+/// A browser opens a few connections to one page.
+const PER_ADDRESS_MIN: usize = 2;
+
+/// The HTTP port's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// Connections per address; an entry lives as long as its connections.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Plain counts: a holder that panicked left them usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a connection from `key` unless it already holds `share`.
+    fn enter(self: &Arc<Self>, key: IpAddr, share: usize) -> Option<AddressSlot> {
+        let mut counts = self.lock();
+        let count = counts.entry(key).or_insert(0);
+        if *count >= share {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop`, then lets open connections finish their request.
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let share = (limits.max_connections / PER_ADDRESS_SHARE).max(PER_ADDRESS_MIN);
+    let per_address = Arc::new(PerAddress::default());
+    let connections = TaskTracker::new();
+    loop {
+        // A slot first: past the cap, connections wait in the kernel's backlog, not as open files.
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else { break };
+        let (stream, addr) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(address_slot) = per_address.enter(crate::hub::address_key(addr.ip()), share) else {
+            tracing::debug!(%addr, "closed an HTTP connection at once: its address holds {share} already");
+            continue;
+        };
+        let router = router.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            serve_connection(stream, addr, router, limits.header_timeout, stop).await;
+            drop((slot, address_slot));
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        // What `into_make_service_with_connect_info` would add: the guard reads the peer here.
+        request.extensions_mut().insert(ConnectInfo(addr));
+        router.clone().oneshot(request)
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!(%addr, "HTTP connection ended: {e}");
+            }
+            return;
+        }
+        () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = connection.await {
+        tracing::debug!(%addr, "HTTP connection ended: {e}");
+    }
+}
