@@ -10,8 +10,8 @@ use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::build::process::{self, Exit};
-use crate::build::tools;
+use crate::builder::process::{self, Exit};
+use crate::builder::tools;
 
 /// One adb call may take this long (an install over USB of a large APK takes a while).
 const ADB_TIMEOUT: Duration = Duration::from_secs(120);

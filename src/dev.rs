@@ -97,7 +97,7 @@ impl Dev {
         }
 
         let stop = tokio_util::sync::CancellationToken::new();
-        let mut builder = crate::build::spawn(server.clone(), stop.clone());
+        let mut builder = crate::builder::spawn(server.clone(), stop.clone());
         let expiry = tokio::spawn(crate::expiry::run(server.clone(), stop.clone()));
 
         let hub = server.hub.clone();

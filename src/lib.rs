@@ -3,7 +3,7 @@
 
 pub mod adb;
 pub mod bounded;
-pub mod build;
+pub mod builder;
 pub mod cli;
 pub mod client;
 pub mod config;

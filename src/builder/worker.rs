@@ -352,7 +352,7 @@ async fn log_stderr(stderr: tokio::process::ChildStderr, pid: u32) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let cut: String = line.chars().take(MAX_LOG_LINE).collect();
-        tracing::debug!(target: "jetstart::build::worker", "worker {pid}: {cut}");
+        tracing::debug!(target: "jetstart::builder::worker", "worker {pid}: {cut}");
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn run(
         });
     };
     let on_line = |line: &str| {
-        tracing::debug!(target: "jetstart::build::output", "{line}");
+        tracing::debug!(target: "jetstart::builder::output", "{line}");
         let Some(task) = task_name(line) else { return };
         let phase = phase_of(task);
         // Stamped when the line came, also if it goes out at the end of its interval.
