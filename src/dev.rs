@@ -7,10 +7,11 @@ use anyhow::{Context, Result};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::{Config, Port};
+use crate::events::Event;
 use crate::lock::{AlreadyRunning, ProjectLock};
 use crate::protocol::close;
-use crate::report::{Event, Reporter};
 use crate::server::Server;
+use crate::term::reporter::Reporter;
 
 /// The reason devices are given on shutdown.
 const STOP_REASON: &str = "Server stopped";

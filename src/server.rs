@@ -9,11 +9,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::events::{Event, SessionView};
 use crate::hub::Hub;
 use crate::pairing::Pairing;
 use crate::protocol::{close, ApkInfo};
-use crate::report::{Event, Reporter, SessionView};
 use crate::session::{Session, SessionStore};
+use crate::term::reporter::Reporter;
 
 /// The APK that `/download` serves.
 #[derive(Debug, Clone)]

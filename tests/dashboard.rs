@@ -20,8 +20,8 @@ use common::browser::{browser_tools, Chromium, Driver};
 use common::build::{env_refs, BuildProject, Toolchain};
 use common::{recv_type, send_json, Dev};
 use jetstart::config::Config;
-use jetstart::report::Reporter;
 use jetstart::server::Server;
+use jetstart::term::reporter::Reporter;
 
 const GREETING_KT: &str = "app/src/main/java/com/example/demo/Greeting.kt";
 

@@ -18,8 +18,8 @@ use common::http::{get, request};
 use common::{connect_message, recv_close, recv_type, send_json, within, ws_connect};
 use jetstart::config::Config;
 use jetstart::protocol::{close, ApkInfo};
-use jetstart::report::Reporter;
 use jetstart::server::{Artifact, Server};
+use jetstart::term::reporter::Reporter;
 
 const HTTP_PORT: u16 = 8765;
 const LOCAL: &str = "127.0.0.1:50000";

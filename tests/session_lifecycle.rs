@@ -217,8 +217,8 @@ fn no_rotation_rewrites_the_session_file_after_shutdown_removed_it() {
     use std::sync::Arc;
 
     use jetstart::config::Config;
-    use jetstart::report::Reporter;
     use jetstart::server::Server;
+    use jetstart::term::reporter::Reporter;
 
     let project = common::project();
     let config = Config::for_project(project.path());

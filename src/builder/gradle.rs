@@ -17,9 +17,9 @@ use super::apk;
 use super::process::{self, Exit, Tail};
 use super::progress::{phase_of, task_name, Pacer, Progress};
 use crate::config::Config;
+use crate::events::{BuildKind, Event, Trigger};
 use crate::gradle::capture;
 use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
-use crate::report::{BuildKind, Event, Trigger};
 use crate::server::{Artifact, Server};
 use crate::session::unix_ms;
 

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::reload::{HotPath, Outcome};
-use crate::report::Trigger;
+use crate::events::Trigger;
 use crate::server::{BuildRequest, Server};
 use crate::watch::{Batch, WatchSystem};
 
@@ -279,7 +279,7 @@ mod tests {
         config.build_cmd = Some("true".to_owned());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ws_port = listener.local_addr().expect("addr").port();
-        let reporter = Arc::new(crate::report::Reporter::new(false, false));
+        let reporter = Arc::new(crate::term::reporter::Reporter::new(false, false));
         let server = Arc::new(Server::new(Arc::new(config), 0, ws_port, reporter));
         let hub = server.hub.clone();
         tokio::spawn(async move { hub.serve(listener).await });

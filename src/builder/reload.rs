@@ -17,9 +17,10 @@ use super::inputs;
 use super::tools::Found;
 use super::worker::{Failure, Job, Spec, Warm};
 use crate::config::Config;
+use crate::events::{BuildKind, Event, Trigger};
 use crate::hub::Hub;
 use crate::protocol::CoreMessage;
-use crate::report::{BuildKind, Event, Reporter, Trigger};
+use crate::term::reporter::Reporter;
 
 /// What a hot batch came to.
 #[derive(Debug, PartialEq, Eq)]

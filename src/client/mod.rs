@@ -52,7 +52,7 @@ impl Target {
                 .with_context(|| format!("not a pairing payload: {name} {port:?} is not a port number"))?;
         }
         Ok(Self {
-            ws_url: format!("ws://{}:{ws_port}", crate::report::url_host(host)),
+            ws_url: format!("ws://{}:{ws_port}", crate::pairing::url_host(host)),
             session_id: session_id.to_owned(),
             token: token.to_owned(),
             project_name: project_name.to_owned(),

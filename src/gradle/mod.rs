@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::report::url_host;
+use crate::pairing::url_host;
 use crate::server::Server;
 use crate::session::Session;
 

@@ -34,7 +34,7 @@ pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) ->
     let svg = qr::svg(&payload)?;
     let clients = server.hub.clients();
     let nonce = random_base62(NONCE_LEN);
-    let host = crate::report::url_host(&server.config.host);
+    let host = crate::pairing::url_host(&server.config.host);
     let values = [
         ("nonce", Value::Raw(&nonce)),
         ("project_name", Value::Text(&server.config.project_name)),
@@ -59,7 +59,7 @@ pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) ->
         ),
         (
             "loopback_warning_hidden",
-            Value::Raw(if crate::report::is_loopback_host(&server.config.host) {
+            Value::Raw(if crate::term::banner::is_loopback_host(&server.config.host) {
                 ""
             } else {
                 " hidden"

@@ -21,8 +21,8 @@ use super::handshake::{self, UpgradeCheck};
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
 use super::wire::{Socket, Wire, WireIo};
 use super::Hub;
+use crate::events::Event;
 use crate::protocol::{close, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
-use crate::report::Event;
 
 /// The `code` of a `client-rejected` event for a browser refused for its `Origin`: the HTTP
 /// status it got, as no WebSocket (and no close code) ever existed.

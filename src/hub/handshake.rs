@@ -45,7 +45,7 @@ pub fn origin_allowed(origin: &str, advertised_host: &str, extra: &[String]) -> 
             None => authority.to_owned(),
         }
     };
-    let advertised = crate::report::url_host(&advertised_host.to_ascii_lowercase());
+    let advertised = crate::pairing::url_host(&advertised_host.to_ascii_lowercase());
     matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") || host == advertised
 }
 

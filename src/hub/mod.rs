@@ -24,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::events::Event;
 use crate::protocol::{close, CoreMessage};
-use crate::report::{Event, Reporter};
 use crate::session::{Session, SessionStore};
+use crate::term::reporter::Reporter;
 use admission::{Admission, Admit};
 pub use backoff::address_key;
 use registry::Registry;
@@ -58,7 +59,7 @@ impl HubSettings {
         Self {
             project_name: config.project_name.clone(),
             advertised_host: config.host.clone(),
-            http_base: format!("http://{}:{http_port}", crate::report::url_host(&config.host)),
+            http_base: format!("http://{}:{http_port}", crate::pairing::url_host(&config.host)),
             allowed_origins: config.allowed_origins.clone(),
             auth_timeout: config.auth_timeout,
             max_clients: config.max_clients,

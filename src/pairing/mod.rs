@@ -45,6 +45,15 @@ impl Pairing<'_> {
     }
 }
 
+/// A host as it goes into a URL: IPv6 literals get brackets.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,13 @@
 //! Everything here degrades to plain text: no escape code is written in `--json` mode, when
 //! stdout is not a terminal, or when `NO_COLOR` is set.
 
+pub mod banner;
+pub mod human;
 pub mod keys;
 pub mod logline;
 pub mod output;
 pub mod progress;
+pub mod reporter;
 pub mod sanitize;
 pub mod style;
 

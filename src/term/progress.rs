@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::human::subject;
 use super::{human_bytes, human_duration, output, Caps, Style};
-use crate::report::{subject, BuildKind, Event, Trigger};
+use crate::events::{BuildKind, Event, Trigger};
 
 /// How often the spinner redraws: smooth enough to look alive, rare enough to cost nothing.
 const TICK: Duration = Duration::from_millis(80);

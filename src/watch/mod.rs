@@ -455,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = crate::config::Config::for_project(dir.path());
         config.debounce = debounce;
-        let reporter = Arc::new(crate::report::Reporter::new(false, false));
+        let reporter = Arc::new(crate::term::reporter::Reporter::new(false, false));
         let server = Arc::new(Server::new(Arc::new(config), 0, 0, reporter));
         let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
