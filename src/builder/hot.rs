@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use super::inputs::{HotInputs, Unusable};
 use super::process::{self, Exit, Finished};
 use super::tools::Found;
-use super::worker::{Failure, Job, Spec, Warm};
 
 /// The Kotlin compiler's command-line entry point, as the `kotlinc` script and Gradle run it.
 pub const K2JVM_COMPILER: &str = "org.jetbrains.kotlin.cli.jvm.K2JVMCompiler";
@@ -216,12 +215,12 @@ pub struct DexPatch {
 }
 
 /// The private folders of one batch: compiled classes, then `classes.dex`. Removed on drop.
-struct Scratch {
+pub(super) struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
-    fn new() -> Result<Self> {
+    pub(super) fn new() -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("jetstart-hot-")
             .tempdir()
@@ -231,48 +230,17 @@ impl Scratch {
         Ok(Self { dir })
     }
 
-    fn classes(&self) -> PathBuf {
+    pub(super) fn classes(&self) -> PathBuf {
         self.dir.path().join("classes")
     }
 
-    fn dex(&self) -> PathBuf {
+    pub(super) fn dex(&self) -> PathBuf {
         self.dir.path().join("dex")
     }
 
-    fn read_dex(&self) -> Result<Vec<u8>> {
+    pub(super) fn read_dex(&self) -> Result<Vec<u8>> {
         std::fs::read(self.dex().join("classes.dex")).context("d8 produced no classes.dex")
     }
-}
-
-/// Compiles and dexes `files` in the warm compile worker. `Failure::Broken` means "try the cold
-/// path"; any other failure, "do a full build instead".
-pub async fn compile_warm(
-    warm: &Warm,
-    spec: &Spec,
-    plan: &Plan,
-    project: &Path,
-    files: &[PathBuf],
-    deadline: Instant,
-    cancel: &CancellationToken,
-) -> Result<DexPatch, Failure> {
-    let scratch = Scratch::new().map_err(|e| Failure::Broken(format!("{e:#}")))?;
-    let (classes, dex) = (scratch.classes(), scratch.dex());
-    let job = Job {
-        plan,
-        sources: files,
-        classes: &classes,
-        dex: &dex,
-    };
-    let compiled = warm.compile(spec, project, &job, deadline, cancel).await?;
-    let dex = scratch
-        .read_dex()
-        .map_err(|e| Failure::Broken(format!("{e:#}")))?;
-    Ok(DexPatch {
-        dex,
-        class_names: compiled.class_names,
-        compile: compiled.compile,
-        dex_time: compiled.dex_time,
-    })
 }
 
 /// Compiles `files` and dexes the result in fresh processes. Any `Err` means "do a full build

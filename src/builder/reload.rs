@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::hot::{self, DexPatch, Plan};
 use super::inputs;
 use super::tools::Found;
-use super::worker::{Failure, Job, Spec, Warm};
+use super::worker::{self, Failure, Job, Spec, Warm};
 use crate::config::Config;
 use crate::events::{BuildKind, Event, Trigger};
 use crate::hub::Hub;
@@ -227,7 +227,7 @@ impl HotPath {
         cancel: &CancellationToken,
     ) -> anyhow::Result<DexPatch> {
         if let Some(spec) = spec {
-            match hot::compile_warm(&self.warm, spec, plan, &self.project, sources, deadline, cancel).await {
+            match worker::compile(&self.warm, spec, plan, &self.project, sources, deadline, cancel).await {
                 Ok(patch) => {
                     self.notes.forget("worker");
                     return Ok(patch);

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hot::Plan;
+use super::hot::{DexPatch, Plan, Scratch};
 
 /// The worker's Java source, written next to nothing else in a private temporary folder.
 pub const SOURCE: &str = include_str!("../../templates/CompileWorker.java");
@@ -92,6 +92,37 @@ struct Answer {
     dex_ms: u64,
     #[serde(default)]
     class_names: Vec<String>,
+}
+
+/// Compiles and dexes `files` in the warm compile worker. `Failure::Broken` means "try the cold
+/// path"; any other failure, "do a full build instead".
+pub async fn compile(
+    warm: &Warm,
+    spec: &Spec,
+    plan: &Plan,
+    project: &Path,
+    files: &[PathBuf],
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<DexPatch, Failure> {
+    let scratch = Scratch::new().map_err(|e| Failure::Broken(format!("{e:#}")))?;
+    let (classes, dex) = (scratch.classes(), scratch.dex());
+    let job = Job {
+        plan,
+        sources: files,
+        classes: &classes,
+        dex: &dex,
+    };
+    let compiled = warm.compile(spec, project, &job, deadline, cancel).await?;
+    let dex = scratch
+        .read_dex()
+        .map_err(|e| Failure::Broken(format!("{e:#}")))?;
+    Ok(DexPatch {
+        dex,
+        class_names: compiled.class_names,
+        compile: compiled.compile,
+        dex_time: compiled.dex_time,
+    })
 }
 
 /// The worker slot: at most one worker, used by one batch at a time.
