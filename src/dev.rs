@@ -262,9 +262,9 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 pub async fn run(config: Config) -> Result<()> {
     let dev = Dev::bind(config).await.context("could not start the server")?;
     // Keyboard shortcuts on an interactive terminal; `shortcuts` restores the terminal on drop.
-    let shortcuts = crate::term::keys::Shortcuts::install(dev.server());
+    let shortcuts = crate::keys::Shortcuts::install(dev.server());
     let result = dev
-        .run(crate::term::keys::quit_or(shortcuts.as_ref(), shutdown_signal()))
+        .run(crate::keys::quit_or(shortcuts.as_ref(), shutdown_signal()))
         .await;
     drop(shortcuts);
     result

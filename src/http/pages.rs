@@ -129,7 +129,7 @@ fn device_rows(clients: &[ClientSnapshot]) -> String {
             rows,
             "<tr><td>{}</td><td class=\"addr\">{}</td><td><time datetime=\"{since}\" data-ms=\"{}\">{since}</time></td>\
              <td class=\"noprint\"><button type=\"button\" class=\"danger\" data-client-id=\"{}\">Disconnect</button></td></tr>",
-            escape(&crate::term::sanitize::shown(model, crate::term::sanitize::FIELD_MAX)),
+            escape(&crate::sanitize::shown(model, crate::sanitize::FIELD_MAX)),
             escape(&client.addr),
             client.connected_at,
             escape(&client.client_id),

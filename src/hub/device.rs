@@ -434,10 +434,7 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             let status = status.as_str().map_or_else(|| status.to_string(), str::to_owned);
             let detail = message.map(|m| format!(" — {m}")).unwrap_or_default();
             let line = format!("{} status: {status}{detail}", info.label());
-            tracing::info!(
-                "{}",
-                crate::term::sanitize::shown(&line, crate::term::sanitize::LINE_MAX)
-            );
+            tracing::info!("{}", crate::sanitize::shown(&line, crate::sanitize::LINE_MAX));
             Reply::Nothing
         }
         ClientMessage::Log { log } => {
@@ -451,9 +448,9 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             Reply::Relay(Utf8Bytes::from(message.encode()))
         }
         ClientMessage::Disconnect { reason } => {
-            let reason = crate::term::sanitize::shown(
+            let reason = crate::sanitize::shown(
                 reason.as_deref().unwrap_or("no reason given"),
-                crate::term::sanitize::FIELD_MAX,
+                crate::sanitize::FIELD_MAX,
             );
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
             Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))

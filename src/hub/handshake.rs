@@ -79,7 +79,7 @@ impl Callback for UpgradeCheck<'_> {
             return Ok(response);
         }
         let shown = crate::config::normalize_origin(&String::from_utf8_lossy(origin.as_bytes()));
-        let shown: String = crate::term::sanitize::printable(&shown)
+        let shown: String = crate::sanitize::printable(&shown)
             .chars()
             .take(MAX_REPORTED_ORIGIN)
             .collect();

@@ -13,7 +13,7 @@ pub fn sanitize_project_name(name: &str) -> String {
         // The same characters the device-text sanitiser removes: the name is shown in the
         // banner and on the pairing page, and it may come from a cloned repository.
         .map(|c| {
-            if c == '|' || crate::term::sanitize::is_unsafe(c) {
+            if c == '|' || crate::sanitize::is_unsafe(c) {
                 '_'
             } else {
                 c

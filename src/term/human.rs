@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::events::{BuildKind, Event, Trigger};
 use crate::protocol::Role;
-use crate::term::sanitize;
+use crate::sanitize;
 
 /// How a build's cause reads in the terminal: the saved files' names (`MainActivity.kt`,
 /// `A.kt, B.kt and 2 more`), or what asked for it.

@@ -4,8 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::sanitize::{printable, shown, FIELD_MAX, LINE_MAX};
 use super::{clock, Style};
+use crate::sanitize::{printable, shown, FIELD_MAX, LINE_MAX};
 
 /// Android log priorities, least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn printable_replaces_every_control_character_but_tab() {
-        use crate::term::sanitize::printable;
+        use crate::sanitize::printable;
         assert_eq!(
             printable("a\x1b[2Jb\r\nc\u{9b}31md\u{7f}e\tf"),
             "a [2Jb  c 31md e\tf"

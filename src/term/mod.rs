@@ -1,16 +1,15 @@
-//! The terminal experience: what the terminal can show, colours, the build spinner, shortcuts.
+//! The terminal experience: what the terminal can show, colours, the build spinner, the banner,
+//! device log lines and human text for events; the output thread they all write through.
 //!
 //! Everything here degrades to plain text: no escape code is written in `--json` mode, when
 //! stdout is not a terminal, or when `NO_COLOR` is set.
 
 pub mod banner;
 pub mod human;
-pub mod keys;
 pub mod logline;
 pub mod output;
 pub mod progress;
 pub mod reporter;
-pub mod sanitize;
 pub mod style;
 
 use std::io::IsTerminal;

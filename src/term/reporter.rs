@@ -81,7 +81,7 @@ impl Reporter {
         if self.json {
             // Event serialization can't fail: string keys only.
             // Device-supplied text (deviceInfo) is escaped beyond what JSON requires.
-            let line = super::sanitize::json_line(&event).unwrap_or_default();
+            let line = crate::sanitize::json_line(&event).unwrap_or_default();
             self.write_stdout(&format!("{line}\n"));
         }
         if let Some(tap) = self.tap.get() {

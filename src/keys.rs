@@ -12,9 +12,9 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{clock, Style};
 use crate::protocol::{CoreMessage, ReloadType};
 use crate::server::{BuildRequest, Server};
+use crate::term::{clock, Caps, Style};
 
 /// The shortcuts as listed by `?`.
 const HELP: &[(&str, &str)] = &[
@@ -51,7 +51,7 @@ impl Shortcuts {
                 return None;
             }
         };
-        let style = Style::new(super::Caps::detect(false).color);
+        let style = Style::new(Caps::detect(false).color);
         server.reporter.set_hint(hint(style));
         let quit = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -139,7 +139,7 @@ async fn handle_keys(
                     session_id: session.id.clone(),
                     reload_type: ReloadType::Full,
                 });
-                super::progress::line(
+                crate::term::progress::line(
                     style,
                     &format!("full reload → {sent} device{}", if sent == 1 { "" } else { "s" }),
                 );
@@ -177,7 +177,7 @@ fn devices(server: &Server, style: Style) -> String {
         // Chosen by the device: made printable and cut, like every device-supplied text.
         let field = |name: &str| {
             let value = client.device_info.get(name).and_then(serde_json::Value::as_str);
-            super::sanitize::shown(value.unwrap_or("?"), super::sanitize::FIELD_MAX)
+            crate::sanitize::shown(value.unwrap_or("?"), crate::sanitize::FIELD_MAX)
         };
         let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(client.connected_at);
         text.push_str(&format!(
