@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jetstart::cli::{Cli, Command};
-use jetstart::config::Config;
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
-            let config = Config::from_args(args)?;
+            let config = jetstart::cli::config(args)?;
             raise_fd_limit();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

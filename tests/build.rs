@@ -449,7 +449,7 @@ async fn download_route_serves_the_built_apk() {
 #[tokio::test]
 async fn manual_build_publishes_the_apk_for_download() {
     let project = BuildProject::without_wrapper();
-    let mut config = jetstart::config::Config::for_project(project.path().canonicalize().expect("canonical"));
+    let mut config = jetstart::cli::config_for_project(project.path()).expect("config");
     config.build_cmd = Some(fixture("gradlew").display().to_string());
     config.initial_build = false;
     let dev = jetstart::dev::Dev::bind(config).await.expect("bind");

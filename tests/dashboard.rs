@@ -19,7 +19,6 @@ use tower::ServiceExt;
 use common::browser::{browser_tools, Chromium, Driver};
 use common::build::{env_refs, BuildProject, Toolchain};
 use common::{recv_type, send_json, Dev};
-use jetstart::config::Config;
 use jetstart::server::Server;
 use jetstart::term::reporter::Reporter;
 
@@ -28,7 +27,7 @@ const GREETING_KT: &str = "app/src/main/java/com/example/demo/Greeting.kt";
 /// `GET /` from a loopback peer with `host` as the `Host` header: (CSP, HTML).
 async fn page(advertised: &str, host: &str) -> (String, String) {
     let dir = common::project();
-    let mut config = Config::for_project(dir.path());
+    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.host = advertised.to_owned();
     let server = Arc::new(Server::new(
         Arc::new(config),

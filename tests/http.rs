@@ -16,7 +16,6 @@ use tower::ServiceExt;
 
 use common::http::{get, request};
 use common::{connect_message, recv_close, recv_type, send_json, within, ws_connect};
-use jetstart::config::Config;
 use jetstart::protocol::{close, ApkInfo};
 use jetstart::server::{Artifact, Server};
 use jetstart::term::reporter::Reporter;
@@ -47,7 +46,7 @@ fn fixture() -> Fixture {
 
 fn fixture_with_ws_port(ws_port: u16) -> Fixture {
     let dir = common::project();
-    let mut config = Config::for_project(dir.path());
+    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.host = "devbox.local".to_owned();
     let server = Arc::new(Server::new(
         Arc::new(config),
@@ -492,7 +491,7 @@ async fn pairing_page_shows_qr_details_and_a_strict_csp() {
 #[tokio::test]
 async fn pairing_page_escapes_the_project_name() {
     let dir = common::project();
-    let mut config = Config::for_project(dir.path());
+    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.project_name = "<script>alert(1)</script>".to_owned();
     let server = Arc::new(Server::new(
         Arc::new(config),

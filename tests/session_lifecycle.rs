@@ -216,12 +216,11 @@ async fn the_servers_own_marker_block_writes_never_start_a_build() {
 fn no_rotation_rewrites_the_session_file_after_shutdown_removed_it() {
     use std::sync::Arc;
 
-    use jetstart::config::Config;
     use jetstart::server::Server;
     use jetstart::term::reporter::Reporter;
 
     let project = common::project();
-    let config = Config::for_project(project.path());
+    let config = jetstart::cli::config_for_project(project.path()).expect("config");
     let server = Server::new(Arc::new(config), 8765, 8766, Arc::new(Reporter::new(true, false)));
     let session_file = project.path().join(".jetstart/session.properties");
     let first = server.session.current();

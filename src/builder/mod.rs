@@ -275,7 +275,7 @@ mod tests {
 
         let wait = std::time::Duration::from_secs(10);
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::config::Config::for_project(dir.path());
+        let mut config = crate::cli::config_for_project(dir.path()).expect("config");
         config.build_cmd = Some("true".to_owned());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ws_port = listener.local_addr().expect("addr").port();

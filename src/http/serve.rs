@@ -22,10 +22,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// How long a client may take to send a request head, from when it connects or from the end of
-/// its previous response: a browser sends one at once; a connection that trickles bytes or sits
-/// idle only holds a descriptor.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections one address may hold: this share of the cap (at least [`PER_ADDRESS_MIN`]).
 const PER_ADDRESS_SHARE: usize = 4;
 /// A browser opens a few connections to one page.

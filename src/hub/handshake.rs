@@ -18,10 +18,15 @@ const MAX_REFUSED_HEAD: usize = 8 * 1024;
 /// A refused `Origin` is reported up to this many characters (a header may be kilobytes).
 const MAX_REPORTED_ORIGIN: usize = 200;
 
+/// Lowercases an origin and drops a trailing `/`, so `--allow-origin` compares like browsers send.
+pub fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
 /// Whether a browser `Origin` may open a socket: localhost in any form on any port, the
 /// advertised host on any port, or one of the `--allow-origin` values (normalized).
 pub fn origin_allowed(origin: &str, advertised_host: &str, extra: &[String]) -> bool {
-    let normalized = crate::config::normalize_origin(origin);
+    let normalized = normalize_origin(origin);
     if extra.contains(&normalized) {
         return true;
     }
@@ -78,7 +83,7 @@ impl Callback for UpgradeCheck<'_> {
         if allowed {
             return Ok(response);
         }
-        let shown = crate::config::normalize_origin(&String::from_utf8_lossy(origin.as_bytes()));
+        let shown = normalize_origin(&String::from_utf8_lossy(origin.as_bytes()));
         let shown: String = crate::sanitize::printable(&shown)
             .chars()
             .take(MAX_REPORTED_ORIGIN)
@@ -162,6 +167,14 @@ pub async fn refuse_full(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_normalized() {
+        assert_eq!(
+            normalize_origin(" HTTP://Laptop.local:3000/ "),
+            "http://laptop.local:3000"
+        );
+    }
 
     #[test]
     fn localhost_origins_on_any_port_are_allowed() {

@@ -30,6 +30,7 @@ use crate::session::{Session, SessionStore};
 use crate::term::reporter::Reporter;
 use admission::{Admission, Admit};
 pub use backoff::address_key;
+pub use handshake::normalize_origin;
 use registry::Registry;
 pub use registry::{ClientInfo, ClientSnapshot, CloseRequest};
 

@@ -453,7 +453,7 @@ mod tests {
     /// thread would send them.
     fn batcher(debounce: Duration) -> (Batcher, bounded::Sender<Seen>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::config::Config::for_project(dir.path());
+        let mut config = crate::cli::config_for_project(dir.path()).expect("config");
         config.debounce = debounce;
         let reporter = Arc::new(crate::term::reporter::Reporter::new(false, false));
         let server = Arc::new(Server::new(Arc::new(config), 0, 0, reporter));

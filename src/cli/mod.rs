@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod resolve;
+pub use resolve::{config, config_for_project};
+
 /// Top-level command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -236,7 +239,8 @@ pub struct DevArgs {
     #[arg(long, hide = true, default_value = "90s", value_parser = parse_duration)]
     pub client_timeout: Duration,
     /// How long an HTTP client may take to send a request head, also between requests on a
-    /// kept-alive connection (internal; tests shorten it).
+    /// kept-alive connection: a browser sends one at once; a connection that trickles bytes or
+    /// sits idle only holds a descriptor (internal; tests shorten it).
     #[arg(long, hide = true, default_value = "15s", value_parser = parse_duration)]
     pub http_header_timeout: Duration,
 }
