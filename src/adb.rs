@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::builder::artifacts::Artifacts;
 use crate::builder::process::{self, Exit};
 use crate::builder::tools;
 
@@ -25,13 +26,13 @@ pub struct Targets<'a> {
     pub apk: Option<(&'a Path, Option<&'a str>)>,
 }
 
-/// The `a` action for this server (its ports, its last APK), each resulting line printed with
-/// the time of day: what the `a` key and `--adb` do.
-pub async fn answer(server: &crate::server::Server, cancel: &CancellationToken) {
-    let artifact = server.artifact();
+/// The `a` action for a server on `http_port` and `ws_port` with the APK `artifacts` holds,
+/// each resulting line logged with the time of day: what the `a` key and `--adb` do.
+pub async fn answer(artifacts: &Artifacts, http_port: u16, ws_port: u16, cancel: &CancellationToken) {
+    let artifact = artifacts.latest();
     let targets = Targets {
-        http_port: server.http_port,
-        ws_port: server.ws_port,
+        http_port,
+        ws_port,
         apk: artifact
             .as_ref()
             .map(|a| (a.path.as_path(), a.info.application_id.as_deref())),

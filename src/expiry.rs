@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Server;
+use crate::hub::Hub;
+use crate::rotate::Rotation;
+use crate::session::SessionStore;
 
 /// `tokio::time::interval` panics on a zero period; `--cleanup-interval 0s` means "as often as
 /// is reasonable".
@@ -49,13 +51,17 @@ pub fn retire_reason(state: State, limits: Limits) -> Option<&'static str> {
     }
 }
 
-/// Checks expiry every `--cleanup-interval` until `stop`.
-pub async fn run(server: Arc<Server>, stop: CancellationToken) {
-    let limits = Limits {
-        idle_timeout: server.config.idle_timeout,
-        token_ttl: server.config.token_ttl,
-    };
-    let period = server.config.cleanup_interval.max(MIN_CHECK_INTERVAL);
+/// Checks expiry every `period` (`--cleanup-interval`) until `stop`, rotating through
+/// `rotation` when [`retire_reason`] says so.
+pub async fn run(
+    limits: Limits,
+    period: Duration,
+    store: Arc<SessionStore>,
+    hub: Hub,
+    rotation: Arc<Rotation>,
+    stop: CancellationToken,
+) {
+    let period = period.max(MIN_CHECK_INTERVAL);
     let mut ticker = tokio::time::interval(period);
     // After a stall (laptop asleep), check once and carry on at the normal pace.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -68,22 +74,22 @@ pub async fn run(server: Arc<Server>, stop: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let state = State {
-            devices: server.hub.client_count(),
-            idle_for: server.session.idle_for(),
-            token_age: server.session.current().age(),
+            devices: hub.client_count(),
+            idle_for: store.idle_for(),
+            token_age: store.current().age(),
         };
         if let Some(reason) = retire_reason(state, limits) {
             // Rotation writes and fsyncs the BuildConfig session file: blocking I/O, kept off the
             // async workers (as `POST /session/rotate` does).
-            let server = server.clone();
-            let rotation = tokio::task::spawn_blocking(move || {
+            let (hub, rotation) = (hub.clone(), rotation.clone());
+            let rotated = tokio::task::spawn_blocking(move || {
                 // A device may have authenticated between the check and now; look once more
                 // right before rotating so it isn't cut off (the remaining window is microseconds).
-                if server.hub.client_count() == 0 {
-                    server.rotate_session(reason);
+                if hub.client_count() == 0 {
+                    rotation.rotate(reason);
                 }
             });
-            if let Err(e) = rotation.await {
+            if let Err(e) = rotated.await {
                 tracing::error!("session rotation failed: {e}");
             }
         }

@@ -12,8 +12,12 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::builder::artifacts::{Artifacts, BuildRequest, Requests};
+use crate::hub::Hub;
+use crate::pairing::Advertised;
 use crate::protocol::{CoreMessage, ReloadType};
-use crate::server::{BuildRequest, Server};
+use crate::session::SessionStore;
+use crate::term::reporter::Reporter;
 use crate::term::{clock, Caps, Style};
 
 /// The shortcuts as listed by `?`.
@@ -30,6 +34,16 @@ const HELP: &[(&str, &str)] = &[
     ("?", "show this help"),
 ];
 
+/// What the shortcuts act on.
+pub struct KeyParts {
+    pub hub: Hub,
+    pub reporter: Arc<Reporter>,
+    pub store: Arc<SessionStore>,
+    pub advertised: Advertised,
+    pub requests: Requests,
+    pub artifacts: Artifacts,
+}
+
 /// Installed shortcuts. Dropping this restores the terminal.
 pub struct Shortcuts {
     quit: CancellationToken,
@@ -39,9 +53,9 @@ pub struct Shortcuts {
 impl Shortcuts {
     /// Enables raw mode and starts listening for keys, if stdin and stdout are terminals and
     /// the server is in human mode; otherwise does nothing and returns `None`.
-    pub fn install(server: Arc<Server>) -> Option<Self> {
+    pub fn install(parts: KeyParts) -> Option<Self> {
         let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        if !interactive || server.reporter.is_json() {
+        if !interactive || parts.reporter.is_json() {
             return None;
         }
         let raw = match RawMode::enable() {
@@ -52,7 +66,7 @@ impl Shortcuts {
             }
         };
         let style = Style::new(Caps::detect(false).color);
-        server.reporter.set_hint(hint(style));
+        parts.reporter.set_hint(hint(style));
         let quit = CancellationToken::new();
         let (tx, rx) = mpsc::unbounded_channel();
         let spawned = std::thread::Builder::new()
@@ -62,7 +76,7 @@ impl Shortcuts {
             tracing::debug!("keyboard shortcuts off: {e}");
             return None;
         }
-        tokio::spawn(handle_keys(server, rx, quit.clone(), style));
+        tokio::spawn(handle_keys(Arc::new(parts), rx, quit.clone(), style));
         Some(Self { quit, _raw: raw })
     }
 }
@@ -121,21 +135,21 @@ fn read_keys(tx: &mpsc::UnboundedSender<KeyEvent>) {
 }
 
 async fn handle_keys(
-    server: Arc<Server>,
+    parts: Arc<KeyParts>,
     mut keys: mpsc::UnboundedReceiver<KeyEvent>,
     quit: CancellationToken,
     style: Style,
 ) {
     while let Some(key) = keys.recv().await {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        let say = |text: String| server.reporter.print(&format!("{text}\n"));
+        let say = |text: String| parts.reporter.print(&format!("{text}\n"));
         match key.code {
             // Raw mode turns Ctrl+C into a key instead of SIGINT; it must still quit.
             KeyCode::Char('c' | 'd') if ctrl => quit.cancel(),
             KeyCode::Char('q') => quit.cancel(),
             KeyCode::Char('r') => {
-                let session = server.session.current();
-                let sent = server.hub.broadcast(&CoreMessage::Reload {
+                let session = parts.store.current();
+                let sent = parts.hub.broadcast(&CoreMessage::Reload {
                     session_id: session.id.clone(),
                     reload_type: ReloadType::Full,
                 });
@@ -145,18 +159,21 @@ async fn handle_keys(
                 );
             }
             // Answered by the build itself: `rebuild requested → full build` (or why none runs).
-            KeyCode::Char('b') => server.request_build(BuildRequest::Manual),
+            KeyCode::Char('b') => parts.requests.request(BuildRequest::Manual),
             KeyCode::Char('a') => {
-                let server = server.clone();
+                let parts = parts.clone();
                 let stop = quit.clone();
                 // adb calls take seconds: the keys stay live meanwhile.
-                tokio::spawn(async move { crate::adb::answer(&server, &stop).await });
+                tokio::spawn(async move {
+                    let (http_port, ws_port) = (parts.advertised.http_port, parts.advertised.ws_port);
+                    crate::adb::answer(&parts.artifacts, http_port, ws_port, &stop).await;
+                });
             }
             KeyCode::Char('c') => {
-                let session = server.session.current();
-                server.reporter.banner(&server.pairing(&session));
+                let session = parts.store.current();
+                parts.reporter.banner(&parts.advertised.pairing(&session));
             }
-            KeyCode::Char('d') => say(devices(&server, style)),
+            KeyCode::Char('d') => say(devices(&parts.hub, style)),
             KeyCode::Char('?' | 'h') => say(help(style)),
             KeyCode::Enter => say(String::new()),
             _ => {}
@@ -167,8 +184,8 @@ async fn handle_keys(
     }
 }
 
-fn devices(server: &Server, style: Style) -> String {
-    let clients = server.hub.clients();
+fn devices(hub: &Hub, style: Style) -> String {
+    let clients = hub.clients();
     if clients.is_empty() {
         return "No device connected. Scan the QR code, or run `jetstart-rs connect`.".to_owned();
     }

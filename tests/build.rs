@@ -453,16 +453,18 @@ async fn manual_build_publishes_the_apk_for_download() {
     config.build_cmd = Some(fixture("gradlew").display().to_string());
     config.initial_build = false;
     let dev = jetstart::dev::Dev::bind(config).await.expect("bind");
-    let server = dev.server();
+    let server = dev.parts();
     let stop = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(dev.run(async move {
         let _ = stop.1.await;
     }));
-    assert!(server.artifact().is_none(), "nothing built yet");
-    server.request_build(jetstart::server::BuildRequest::Manual);
+    assert!(server.artifacts.latest().is_none(), "nothing built yet");
+    server
+        .requests
+        .request(jetstart::builder::artifacts::BuildRequest::Manual);
     let artifact = common::within("the artifact", async {
         loop {
-            if let Some(artifact) = server.artifact() {
+            if let Some(artifact) = server.artifacts.latest() {
                 return artifact;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use common::browser::{browser_tools, Chromium, Driver};
 use common::build::{env_refs, BuildProject, Toolchain};
 use common::{recv_type, send_json, Dev};
-use jetstart::server::Server;
+use jetstart::dev::Parts;
 use jetstart::term::reporter::Reporter;
 
 const GREETING_KT: &str = "app/src/main/java/com/example/demo/Greeting.kt";
@@ -29,7 +29,7 @@ async fn page(advertised: &str, host: &str) -> (String, String) {
     let dir = common::project();
     let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.host = advertised.to_owned();
-    let server = Arc::new(Server::new(
+    let server = Arc::new(Parts::new(
         Arc::new(config),
         8765,
         8766,
@@ -41,7 +41,7 @@ async fn page(advertised: &str, host: &str) -> (String, String) {
         .expect("request");
     let peer: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
     request.extensions_mut().insert(ConnectInfo(peer));
-    let response = jetstart::http::router(server)
+    let response = jetstart::http::router(server.http_state())
         .oneshot(request)
         .await
         .expect("response");

@@ -16,8 +16,9 @@ use tower::ServiceExt;
 
 use common::http::{get, request};
 use common::{connect_message, recv_close, recv_type, send_json, within, ws_connect};
+use jetstart::builder::artifacts::Artifact;
+use jetstart::dev::Parts;
 use jetstart::protocol::{close, ApkInfo};
-use jetstart::server::{Artifact, Server};
 use jetstart::term::reporter::Reporter;
 
 const HTTP_PORT: u16 = 8765;
@@ -37,7 +38,7 @@ const LOOPBACK_ROUTES: &[(&str, &str)] = &[
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    server: Arc<Server>,
+    server: Arc<Parts>,
 }
 
 fn fixture() -> Fixture {
@@ -48,7 +49,7 @@ fn fixture_with_ws_port(ws_port: u16) -> Fixture {
     let dir = common::project();
     let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.host = "devbox.local".to_owned();
-    let server = Arc::new(Server::new(
+    let server = Arc::new(Parts::new(
         Arc::new(config),
         HTTP_PORT,
         ws_port,
@@ -81,7 +82,7 @@ impl Answer {
 /// One request through the router. `peer: None` leaves out `ConnectInfo`. Every answer is
 /// checked for the headers every response must (not) have.
 async fn call_with(
-    server: &Arc<Server>,
+    server: &Arc<Parts>,
     method: &str,
     uri: &str,
     peer: Option<&str>,
@@ -98,7 +99,7 @@ async fn call_with(
         let addr: SocketAddr = peer.parse().expect("peer address");
         req.extensions_mut().insert(ConnectInfo(addr));
     }
-    let response = jetstart::http::router(server.clone())
+    let response = jetstart::http::router(server.http_state())
         .oneshot(req)
         .await
         .expect("infallible");
@@ -126,14 +127,14 @@ async fn call_with(
 }
 
 /// A request from the developer's own machine with a proper `Host`.
-async fn local(server: &Arc<Server>, method: &str, uri: &str) -> Answer {
+async fn local(server: &Arc<Parts>, method: &str, uri: &str) -> Answer {
     call_with(server, method, uri, Some(LOCAL), &[("host", LOCAL_HOST)]).await
 }
 
-fn write_apk(server: &Server, dir: &std::path::Path, bytes: &[u8]) -> PathBuf {
+fn write_apk(server: &Parts, dir: &std::path::Path, bytes: &[u8]) -> PathBuf {
     let path = dir.join("app-debug.apk");
     std::fs::write(&path, bytes).expect("write apk");
-    server.set_artifact(Artifact {
+    server.artifacts.publish(Artifact {
         path: path.clone(),
         info: ApkInfo {
             path: path.display().to_string(),
@@ -219,7 +220,7 @@ async fn wrong_methods_are_405_json_with_allow() {
 async fn download_needs_the_token() {
     let f = fixture();
     write_apk(&f.server, f._dir.path(), b"PK apk bytes");
-    let token = f.server.session.current().token.clone();
+    let token = f.server.store.current().token.clone();
     let wrong = format!("{}x", &token[..token.len() - 1]);
     for uri in [
         "/download/app.apk".to_owned(),
@@ -239,7 +240,7 @@ async fn download_needs_the_token() {
 #[tokio::test]
 async fn download_is_404_json_before_any_build() {
     let f = fixture();
-    let token = f.server.session.current().token.clone();
+    let token = f.server.store.current().token.clone();
     let answer = call_with(
         &f.server,
         "GET",
@@ -256,7 +257,7 @@ async fn download_is_404_json_before_any_build() {
 async fn download_only_serves_apk_names() {
     let f = fixture();
     write_apk(&f.server, f._dir.path(), b"PK");
-    let token = f.server.session.current().token.clone();
+    let token = f.server.store.current().token.clone();
     for name in ["app.zip", "apk", ".apk", "app.apk.txt"] {
         let answer = call_with(
             &f.server,
@@ -276,7 +277,7 @@ async fn download_streams_the_apk_to_any_peer() {
     let f = fixture();
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     write_apk(&f.server, f._dir.path(), &bytes);
-    let token = f.server.session.current().token.clone();
+    let token = f.server.store.current().token.clone();
     for name in ["app.apk", "Other-Name.APK"] {
         let uri = format!("/download/{name}?token={token}");
         // A phone on the Wi-Fi, whatever Host it uses.
@@ -308,8 +309,8 @@ async fn download_streams_the_apk_to_any_peer() {
 async fn download_after_rotation_needs_the_new_token() {
     let f = fixture();
     write_apk(&f.server, f._dir.path(), b"PK");
-    let old = f.server.session.current().token.clone();
-    let new = f.server.rotate_session("test").token.clone();
+    let old = f.server.store.current().token.clone();
+    let new = f.server.rotation.rotate("test").token.clone();
     let answer = call_with(
         &f.server,
         "GET",
@@ -335,7 +336,7 @@ async fn download_of_a_vanished_file_is_404() {
     let f = fixture();
     let path = write_apk(&f.server, f._dir.path(), b"PK");
     std::fs::remove_file(path).expect("rm");
-    let token = f.server.session.current().token.clone();
+    let token = f.server.store.current().token.clone();
     let answer = call_with(
         &f.server,
         "GET",
@@ -353,7 +354,7 @@ async fn download_of_a_vanished_file_is_404() {
 #[tokio::test]
 async fn every_loopback_route_refuses_other_peers_and_foreign_hosts() {
     let f = fixture();
-    let id_before = f.server.session.current().id.clone();
+    let id_before = f.server.store.current().id.clone();
     let refused: &[(Option<&str>, Option<&str>)] = &[
         // A phone on the LAN, even naming localhost.
         (Some(REMOTE), Some(LOCAL_HOST)),
@@ -379,11 +380,11 @@ async fn every_loopback_route_refuses_other_peers_and_foreign_hosts() {
                 "{method} {uri} from {peer:?} as {host:?}"
             );
             assert!(answer.json()["error"].is_string());
-            assert!(!answer.text().contains(&f.server.session.current().token));
+            assert!(!answer.text().contains(&f.server.store.current().token));
         }
     }
     assert_eq!(
-        f.server.session.current().id,
+        f.server.store.current().id,
         id_before,
         "a refused rotate must not rotate"
     );
@@ -412,7 +413,7 @@ async fn loopback_routes_accept_every_local_spelling() {
 #[tokio::test]
 async fn cross_site_posts_are_refused_same_origin_ones_pass() {
     let f = fixture();
-    let id_before = f.server.session.current().id.clone();
+    let id_before = f.server.store.current().id.clone();
     for origin in [
         "http://evil.example",
         "null",
@@ -431,7 +432,7 @@ async fn cross_site_posts_are_refused_same_origin_ones_pass() {
             assert_eq!(answer.status, StatusCode::FORBIDDEN, "{uri} from {origin}");
         }
     }
-    assert_eq!(f.server.session.current().id, id_before);
+    assert_eq!(f.server.store.current().id, id_before);
     let answer = call_with(
         &f.server,
         "POST",
@@ -448,7 +449,7 @@ async fn cross_site_posts_are_refused_same_origin_ones_pass() {
 #[tokio::test]
 async fn pairing_page_shows_qr_details_and_a_strict_csp() {
     let f = fixture();
-    let session = f.server.session.current();
+    let session = f.server.store.current();
     let answer = local(&f.server, "GET", "/").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("content-type"), Some("text/html; charset=utf-8"));
@@ -460,7 +461,7 @@ async fn pairing_page_shows_qr_details_and_a_strict_csp() {
         html.contains(&session.token),
         "the page is loopback-only and shows the token"
     );
-    let payload = f.server.pairing(&session).payload();
+    let payload = f.server.advertised.pairing(&session).payload();
     assert!(html.contains(&payload), "the copyable payload");
     assert!(html.contains("devbox.local") && html.contains("8765") && html.contains("8766"));
     assert!(html.contains("@media print"));
@@ -493,7 +494,7 @@ async fn pairing_page_escapes_the_project_name() {
     let dir = common::project();
     let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
     config.project_name = "<script>alert(1)</script>".to_owned();
-    let server = Arc::new(Server::new(
+    let server = Arc::new(Parts::new(
         Arc::new(config),
         HTTP_PORT,
         8766,
@@ -512,7 +513,7 @@ async fn qr_svg_decodes_to_the_payload() {
     assert_eq!(answer.header("content-type"), Some("image/svg+xml"));
     let svg = answer.text();
     assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"));
-    let payload = f.server.pairing(&f.server.session.current()).payload();
+    let payload = f.server.advertised.pairing(&f.server.store.current()).payload();
     assert_eq!(decode_svg(&svg), payload);
 }
 
@@ -554,7 +555,7 @@ fn decode_svg(svg: &str) -> String {
 #[tokio::test]
 async fn session_lists_metadata_but_never_the_token() {
     let f = fixture();
-    let session = f.server.session.current();
+    let session = f.server.store.current();
     let answer = local(&f.server, "GET", "/session").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(!answer.text().contains(&session.token));
@@ -570,10 +571,10 @@ async fn session_lists_metadata_but_never_the_token() {
 #[tokio::test]
 async fn rotate_answers_with_the_new_session_without_its_token() {
     let f = fixture();
-    let old = f.server.session.current();
+    let old = f.server.store.current();
     let answer = local(&f.server, "POST", "/session/rotate").await;
     assert_eq!(answer.status, StatusCode::OK);
-    let new = f.server.session.current();
+    let new = f.server.store.current();
     assert_ne!(new.id, old.id);
     assert_ne!(new.token, old.token);
     let json = answer.json();
@@ -609,7 +610,7 @@ async fn revoke_closes_the_device_with_4004_and_session_lists_devices() {
     let f = fixture_with_ws_port(ws_port);
     let hub = f.server.hub.clone();
     let serving = tokio::spawn(async move { hub.serve(listener).await });
-    let session = f.server.session.current();
+    let session = f.server.store.current();
     let url = format!("ws://127.0.0.1:{ws_port}");
 
     let mut first = ws_connect(&url).await;

@@ -216,21 +216,21 @@ async fn the_servers_own_marker_block_writes_never_start_a_build() {
 fn no_rotation_rewrites_the_session_file_after_shutdown_removed_it() {
     use std::sync::Arc;
 
-    use jetstart::server::Server;
+    use jetstart::dev::Parts;
     use jetstart::term::reporter::Reporter;
 
     let project = common::project();
     let config = jetstart::cli::config_for_project(project.path()).expect("config");
-    let server = Server::new(Arc::new(config), 8765, 8766, Arc::new(Reporter::new(true, false)));
+    let server = Parts::new(Arc::new(config), 8765, 8766, Arc::new(Reporter::new(true, false)));
     let session_file = project.path().join(".jetstart/session.properties");
-    let first = server.session.current();
-    jetstart::gradle::write_session(&server, &first).expect("write the session file");
+    let first = server.store.current();
+    server.rotation.write_files().expect("write the session file");
     assert!(session_file.exists());
 
-    server.remove_session_files().expect("clean up");
+    server.rotation.stop().expect("clean up");
     assert!(!session_file.exists());
-    let after = server.rotate_session("late tick");
+    let after = server.rotation.rotate("late tick");
     assert_eq!(after.id, first.id, "no new session once stopped");
-    assert_eq!(server.session.current().id, first.id);
+    assert_eq!(server.store.current().id, first.id);
     assert!(!session_file.exists(), "the session file stays removed");
 }

@@ -4,23 +4,23 @@
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::apk;
+use super::artifacts::Artifact;
 use super::process::{self, Exit, Tail};
 use super::progress::{phase_of, task_name, Pacer, Progress};
-use crate::config::Config;
-use crate::events::{BuildKind, Event, Trigger};
+use super::{Context, Settings};
+use crate::events::Trigger;
 use crate::gradle::capture;
-use crate::protocol::{BuildErrorDetails, BuildStatus, CoreMessage};
-use crate::server::{Artifact, Server};
+use crate::protocol::BuildStatus;
 use crate::session::unix_ms;
 
 /// Lines of a failed build shown in the terminal: enough for a compiler error and its context.
@@ -105,13 +105,13 @@ fn record_hot_inputs(command: &BuildCommand, project: &Path) -> Option<PathBuf> 
 
 /// The build command, or `None` after saying "builds are off" (once per run: `off_said` is set
 /// by the first caller, at start-up or at the first build, whichever comes first).
-pub fn resolve_or_say_off(config: &Config, off_said: &AtomicBool) -> Option<BuildCommand> {
-    let command = BuildCommand::resolve(config.build_cmd.as_deref(), &config.project_dir);
+pub fn resolve_or_say_off(settings: &Settings, off_said: &AtomicBool) -> Option<BuildCommand> {
+    let command = BuildCommand::resolve(settings.build_cmd.as_deref(), &settings.project_dir);
     if command.is_none() && !off_said.swap(true, Ordering::SeqCst) {
         tracing::warn!(
             "builds are off: no gradlew in {} and no gradle on PATH; pass --build-cmd to \
              choose how to build",
-            config.project_dir.display()
+            settings.project_dir.display()
         );
     }
     command
@@ -120,33 +120,25 @@ pub fn resolve_or_say_off(config: &Config, off_said: &AtomicBool) -> Option<Buil
 /// Runs one full build and reports it. Returns true if it published an APK.
 /// `off_said` makes the "builds are off" message appear once per run, not per save.
 pub async fn run(
-    server: &Arc<Server>,
+    ctx: &Context,
     trigger: Trigger,
     files: Vec<String>,
     cancel: &CancellationToken,
     off_said: &AtomicBool,
 ) -> bool {
-    let config = &server.config;
-    let project = &config.project_dir;
-    let Some(command) = resolve_or_say_off(config, off_said) else {
-        server.reporter.emit(Event::BuildSkipped {
+    let settings = &ctx.settings;
+    let project = &settings.project_dir;
+    let Some(command) = resolve_or_say_off(settings, off_said) else {
+        ctx.publish.build_skipped(
             trigger,
             files,
-            reason: "builds are off: no gradlew and no gradle on PATH (use --build-cmd)".to_owned(),
-        });
+            "builds are off: no gradlew and no gradle on PATH (use --build-cmd)",
+        );
         return false;
     };
 
     let started = Instant::now();
-    // Devices first: they are waiting; the terminal and --json readers can take a moment more.
-    server.hub.broadcast(&CoreMessage::BuildStart {
-        session_id: server.hub.session().id.clone(),
-    });
-    server.reporter.emit(Event::BuildStart {
-        kind: BuildKind::Full,
-        trigger,
-        files,
-    });
+    ctx.publish.full_build_started(trigger, files);
     tracing::info!("building: {}", command.describe());
 
     let mut progress = Progress::default();
@@ -157,10 +149,7 @@ pub async fn run(
     let send = |status: BuildStatus| {
         let task = task_name(&status.message).unwrap_or(&status.message);
         tracing::info!("{:>3}% {task}", status.progress);
-        server.hub.broadcast(&CoreMessage::BuildStatus {
-            session_id: server.hub.session().id.clone(),
-            status,
-        });
+        ctx.publish.build_status(status);
     };
     let on_line = |line: &str| {
         tracing::debug!(target: "jetstart::builder::output", "{line}");
@@ -180,7 +169,7 @@ pub async fn run(
             None => kept.notify_one(),
         }
     };
-    let deadline = started + config.build_timeout;
+    let deadline = started + settings.build_timeout;
     let init_script = record_hot_inputs(&command, project);
     let finished = tokio::select! {
         finished = process::run(command.command(project, init_script.as_deref()), deadline, cancel, on_line) => finished,
@@ -195,7 +184,7 @@ pub async fn run(
                 "could not start the build command `{}`: {e:#}",
                 command.describe()
             );
-            fail(server, error, None, &Tail::default(), elapsed);
+            fail(ctx, error, None, &Tail::default(), elapsed);
             return false;
         }
     };
@@ -207,12 +196,12 @@ pub async fn run(
         Exit::TimedOut => {
             let error = format!(
                 "build timed out after {} and was stopped; raise --build-timeout if your builds need longer",
-                humantime::format_duration(config.build_timeout)
+                humantime::format_duration(settings.build_timeout)
             );
-            fail(server, error, None, &done.tail, elapsed);
+            fail(ctx, error, None, &done.tail, elapsed);
             false
         }
-        Exit::Exited(_) if done.success() => publish(server, elapsed).await,
+        Exit::Exited(_) if done.success() => publish(ctx, elapsed).await,
         Exit::Exited(status) => {
             let code = status.code();
             let summary = match code {
@@ -223,7 +212,7 @@ pub async fn run(
                 Some(line) => format!("{summary}: {line}"),
                 None => summary,
             };
-            fail(server, error, code, &done.tail, elapsed);
+            fail(ctx, error, code, &done.tail, elapsed);
             false
         }
     }
@@ -254,8 +243,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// After a successful build: finds the APK, publishes it, tells devices.
-async fn publish(server: &Arc<Server>, elapsed: Duration) -> bool {
-    let project = server.config.project_dir.clone();
+async fn publish(ctx: &Context, elapsed: Duration) -> bool {
+    let project = ctx.settings.project_dir.clone();
     let found = tokio::task::spawn_blocking(move || {
         let path = apk::newest_apk(&project.join(apk::APK_DIR))
             .with_context(|| format!("the build succeeded but no APK was found under {}", apk::APK_DIR))?;
@@ -268,51 +257,23 @@ async fn publish(server: &Arc<Server>, elapsed: Duration) -> bool {
     let artifact = match found {
         Ok(artifact) => artifact,
         Err(e) => {
-            fail(server, format!("{e:#}"), Some(0), &Tail::default(), elapsed);
+            fail(ctx, format!("{e:#}"), Some(0), &Tail::default(), elapsed);
             return false;
         }
     };
-    let session = server.hub.session();
-    let download_url = server.hub.download_url(&session);
-    server.set_artifact(artifact.clone());
-    server.hub.broadcast(&CoreMessage::BuildComplete {
-        session_id: session.id.clone(),
-        apk_info: artifact.info.clone(),
-        download_url: download_url.clone(),
-    });
-    server.reporter.emit(Event::BuildComplete {
-        apk_info: artifact.info,
-        download_url,
-        duration_ms: millis(elapsed),
-    });
-    if server.config.adb {
-        let server = server.clone();
-        // Not part of the build: the next build may start while adb installs this one.
-        tokio::spawn(async move { crate::adb::answer(&server, &CancellationToken::new()).await });
-    }
+    ctx.artifacts.publish(artifact.clone());
+    ctx.publish.build_complete(artifact.info, elapsed);
     true
 }
 
 /// Reports a failed build to devices, `--json` and the terminal (with the useful lines).
-fn fail(server: &Server, error: String, exit_code: Option<i32>, tail: &Tail, elapsed: Duration) {
+fn fail(ctx: &Context, error: String, exit_code: Option<i32>, tail: &Tail, elapsed: Duration) {
     let error = one_line(&error);
     let excerpt = useful_lines(tail);
     if !excerpt.is_empty() {
         tracing::error!("build output:\n{}", excerpt.join("\n"));
     }
-    server.hub.broadcast(&CoreMessage::BuildError {
-        session_id: server.hub.session().id.clone(),
-        error: error.clone(),
-        details: BuildErrorDetails {
-            exit_code,
-            log: tail.text(),
-        },
-    });
-    server.reporter.emit(Event::BuildError {
-        error,
-        exit_code,
-        duration_ms: millis(elapsed),
-    });
+    ctx.publish.build_failed(error, exit_code, tail.text(), elapsed);
 }
 
 /// Compiler and Gradle error lines, or else the last lines.
@@ -344,10 +305,6 @@ fn one_line(text: &str) -> String {
         Some((i, _)) => format!("{}…", &line[..i]),
         None => line,
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

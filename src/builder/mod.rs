@@ -6,6 +6,7 @@
 //! `check_spawn_build` model).
 
 pub mod apk;
+pub mod artifacts;
 pub mod gradle;
 pub mod hot;
 pub mod inputs;
@@ -15,21 +16,67 @@ pub mod reload;
 pub mod tools;
 pub mod worker;
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use self::artifacts::{Artifacts, BuildRequest, Inbox};
 use self::reload::{HotPath, Outcome};
+use crate::config::Config;
 use crate::events::Trigger;
-use crate::server::{BuildRequest, Server};
+use crate::publish::Publisher;
 use crate::watch::{Batch, WatchSystem};
 
 /// Batches waiting for the scheduler; the scheduler merges them at once, so a handful is plenty
 /// and a full queue only makes the watcher wait (its own queue keeps collecting meanwhile).
 const BATCH_QUEUE: usize = 16;
+
+/// The builder's share of the settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The project, canonicalized.
+    pub project_dir: PathBuf,
+    pub build_cmd: Option<String>,
+    pub build_timeout: Duration,
+    pub hot_reload: bool,
+    /// `-Xmx` of the compile worker; `None` with `--no-compile-worker`.
+    pub worker_heap: Option<String>,
+    pub initial_build: bool,
+}
+
+impl Settings {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            project_dir: config.project_dir.clone(),
+            build_cmd: config.build_cmd.clone(),
+            build_timeout: config.build_timeout,
+            hot_reload: config.hot_reload,
+            worker_heap: config.worker_heap.clone(),
+            initial_build: config.initial_build,
+        }
+    }
+}
+
+/// What the builder's tasks share: settings, where outcomes go, where the APK goes.
+#[derive(Clone)]
+pub struct Context {
+    pub settings: Arc<Settings>,
+    pub publish: Publisher,
+    pub artifacts: Artifacts,
+}
+
+/// What sets the builder going: saves (the watcher), requests (`b`), and whether any device is
+/// connected (the first one gets the initial build).
+pub struct Triggers {
+    pub watcher: Option<WatchSystem>,
+    pub inbox: Inbox,
+    pub any_device: watch::Receiver<bool>,
+}
 
 /// The running builder.
 #[derive(Debug)]
@@ -48,12 +95,12 @@ impl Builder {
     }
 }
 
-/// Starts watching now (so no save made after `ready` is missed) and the scheduler in a task.
-pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> Builder {
-    let off_said = say_if_builds_off(&server);
-    let watcher = start_watcher(&server);
+/// Starts the scheduler (and the watcher's batching) in a task. The watcher is made by the
+/// caller before `ready`, so that no save made after it is missed.
+pub fn spawn(ctx: Context, triggers: Triggers, stop: CancellationToken) -> Builder {
+    let off_said = say_if_builds_off(&ctx.settings);
     let (ready, ready_rx) = oneshot::channel();
-    let task = tokio::spawn(schedule(server, watcher, off_said, ready_rx, stop));
+    let task = tokio::spawn(schedule(ctx, triggers, off_said, ready_rx, stop));
     Builder {
         task,
         ready: Some(ready),
@@ -63,21 +110,10 @@ pub fn spawn(server: Arc<Server>, stop: CancellationToken) -> Builder {
 /// Says "builds are off" right at start-up when no build command resolves, so a newcomer learns
 /// it before connecting a phone rather than after the first save. Returns the flag that keeps
 /// the message to once per run (builds check it again: a wrapper deleted later is also said).
-fn say_if_builds_off(server: &Server) -> Arc<AtomicBool> {
+fn say_if_builds_off(settings: &Settings) -> Arc<AtomicBool> {
     let off_said = Arc::new(AtomicBool::new(false));
-    gradle::resolve_or_say_off(&server.config, &off_said);
+    gradle::resolve_or_say_off(settings, &off_said);
     off_said
-}
-
-fn start_watcher(server: &Arc<Server>) -> Option<WatchSystem> {
-    match WatchSystem::new(server.clone()) {
-        Ok(watcher) => Some(watcher),
-        Err(e) => {
-            // Report and go on: devices still connect, manual and initial builds still work.
-            tracing::error!("file watching is off: {e:#}");
-            None
-        }
-    }
 }
 
 /// Work waiting for the build slot.
@@ -118,13 +154,13 @@ struct Running {
 }
 
 async fn schedule(
-    server: Arc<Server>,
-    watcher: Option<WatchSystem>,
+    ctx: Context,
+    triggers: Triggers,
     off_said: Arc<AtomicBool>,
     ready: oneshot::Receiver<()>,
     stop: CancellationToken,
 ) {
-    let hot = Arc::new(HotPath::new(&server.config));
+    let hot = Arc::new(HotPath::new(&ctx.settings));
     let warming = hot.clone();
     let warm_stop = stop.clone();
     tokio::spawn(async move {
@@ -132,13 +168,17 @@ async fn schedule(
             warming.warm_up(&warm_stop).await;
         }
     });
+    let Triggers {
+        watcher,
+        inbox,
+        any_device: mut devices,
+    } = triggers;
     let (batch_tx, mut batches) = mpsc::channel(BATCH_QUEUE);
     let mut watching = watcher.is_some();
     if let Some(watcher) = watcher {
         tokio::spawn(watcher.run(batch_tx, stop.clone()));
     }
-    let mut inbox = server.take_build_inbox();
-    let mut devices = server.hub.subscribe_any_device();
+    let mut inbox = Some(inbox);
     let mut devices_open = true;
     // Start from "no device" and look on the first pass: on a loaded machine this task may
     // first run after a device has authenticated, and that device is still the first.
@@ -172,8 +212,8 @@ async fn schedule(
                 }
                 let any = *devices.borrow_and_update();
                 let full_coming = running.as_ref().is_some_and(|r| r.full) || pending.is_full();
-                if !had_device && any && server.config.initial_build
-                    && server.artifact().is_none() && !full_coming
+                if !had_device && any && ctx.settings.initial_build
+                    && ctx.artifacts.latest().is_none() && !full_coming
                 {
                     tracing::debug!("first device connected and no APK built yet: initial build");
                     pending.request(Trigger::FirstDevice);
@@ -192,7 +232,7 @@ async fn schedule(
             let cancel = stop.child_token();
             let full = job.is_full();
             let handle = tokio::spawn(build(
-                server.clone(),
+                ctx.clone(),
                 hot.clone(),
                 job,
                 off_said.clone(),
@@ -203,9 +243,9 @@ async fn schedule(
     }
 }
 
-async fn next_request(inbox: &mut Option<mpsc::UnboundedReceiver<BuildRequest>>) -> Option<BuildRequest> {
+async fn next_request(inbox: &mut Option<Inbox>) -> Option<BuildRequest> {
     match inbox {
-        Some(inbox) => inbox.recv().await,
+        Some(inbox) => inbox.0.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -219,13 +259,13 @@ async fn finished(running: &mut Option<Running>) -> Result<(), tokio::task::Join
 
 /// One job: the hot path when it applies and works, otherwise a full build.
 async fn build(
-    server: Arc<Server>,
+    ctx: Context,
     hot: Arc<HotPath>,
     job: Pending,
     off_said: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
-    let project = &server.config.project_dir;
+    let project = &ctx.settings.project_dir;
     let files: Vec<String> = job
         .batch
         .files
@@ -234,14 +274,12 @@ async fn build(
         .collect();
     if !job.is_full() {
         let sources: Vec<_> = job.batch.files.iter().cloned().collect();
-        let outcome = hot
-            .reload(&server.hub, &server.reporter, &sources, files.clone(), &cancel)
-            .await;
+        let outcome = hot.reload(&ctx.publish, &sources, files.clone(), &cancel).await;
         if outcome == Outcome::Done {
             return;
         }
     }
-    gradle::run(&server, job.trigger(), files, &cancel, &off_said).await;
+    gradle::run(&ctx, job.trigger(), files, &cancel, &off_said).await;
 }
 
 #[cfg(test)]
@@ -280,14 +318,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ws_port = listener.local_addr().expect("addr").port();
         let reporter = Arc::new(crate::term::reporter::Reporter::new(false, false));
-        let server = Arc::new(Server::new(Arc::new(config), 0, ws_port, reporter));
-        let hub = server.hub.clone();
+        let parts = crate::dev::Parts::new(Arc::new(config), 0, ws_port, reporter);
+        let hub = parts.hub.clone();
         tokio::spawn(async move { hub.serve(listener).await });
 
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{ws_port}"))
             .await
             .expect("connect");
-        let session = server.session.current();
+        let session = parts.store.current();
         let hello = serde_json::json!({"type": "client:connect", "sessionId": session.id,
                                        "token": session.token});
         ws.send(Message::text(hello.to_string())).await.expect("send");
@@ -301,7 +339,7 @@ mod tests {
         let connected = tokio::time::timeout(wait, ws.next()).await.expect("connected");
         assert_eq!(next_type(connected), "core:connected");
         tokio::time::timeout(wait, async {
-            while server.hub.client_count() == 0 {
+            while parts.hub.client_count() == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         })
@@ -309,7 +347,12 @@ mod tests {
         .expect("device registered");
 
         let stop = CancellationToken::new();
-        let scheduler = spawn(server.clone(), stop.clone());
+        let triggers = Triggers {
+            watcher: None,
+            inbox: parts.take_inbox().expect("inbox"),
+            any_device: parts.hub.subscribe_any_device(),
+        };
+        let scheduler = spawn(parts.builder_context(), triggers, stop.clone());
         let started = tokio::time::timeout(wait, ws.next())
             .await
             .expect("the initial build starts");

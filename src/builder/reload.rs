@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use base64::Engine as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -16,11 +15,8 @@ use super::hot::{self, DexPatch, Plan};
 use super::inputs;
 use super::tools::Found;
 use super::worker::{self, Failure, Job, Spec, Warm};
-use crate::config::Config;
-use crate::events::{BuildKind, Event, Trigger};
-use crate::hub::Hub;
-use crate::protocol::CoreMessage;
-use crate::term::reporter::Reporter;
+use super::Settings;
+use crate::publish::{HotReload, Publisher};
 
 /// What a hot batch came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,12 +40,12 @@ pub struct HotPath {
 }
 
 impl HotPath {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(settings: &Settings) -> Self {
         Self {
-            project: config.project_dir.clone(),
-            enabled: config.hot_reload,
-            worker_heap: config.worker_heap.clone(),
-            build_timeout: config.build_timeout,
+            project: settings.project_dir.clone(),
+            enabled: settings.hot_reload,
+            worker_heap: settings.worker_heap.clone(),
+            build_timeout: settings.build_timeout,
             warm: Warm::default(),
             notes: Notes::default(),
         }
@@ -59,8 +55,7 @@ impl HotPath {
     /// patch to every device; or says why it can't, for the full build that follows.
     pub async fn reload(
         &self,
-        hub: &Hub,
-        reporter: &Reporter,
+        publish: &Publisher,
         sources: &[PathBuf],
         shown: Vec<String>,
         cancel: &CancellationToken,
@@ -73,11 +68,7 @@ impl HotPath {
             return Outcome::FullBuild;
         };
         let started = Instant::now();
-        reporter.emit(Event::BuildStart {
-            kind: BuildKind::Hot,
-            trigger: Trigger::Save,
-            files: shown.clone(),
-        });
+        publish.hot_reload_started(shown.clone());
         let deadline = started + self.build_timeout;
         let patch = match self
             .compile(&plan, spec.as_ref(), sources, deadline, cancel)
@@ -90,19 +81,13 @@ impl HotPath {
                 return Outcome::FullBuild;
             }
         };
-        let devices = hub.broadcast(&CoreMessage::DexReload {
-            session_id: hub.session().id.clone(),
-            dex_base64: base64::engine::general_purpose::STANDARD.encode(&patch.dex),
-            class_names: patch.class_names.clone(),
-        });
-        reporter.emit(Event::DexReload {
+        publish.hot_reload(HotReload {
             files: shown,
+            dex: &patch.dex,
             class_names: patch.class_names,
-            bytes: patch.dex.len(),
-            devices,
-            duration_ms: millis(started.elapsed()),
-            compile_ms: millis(patch.compile),
-            dex_ms: millis(patch.dex_time),
+            started,
+            compile: patch.compile,
+            dex_time: patch.dex_time,
         });
         Outcome::Done
     }
@@ -268,10 +253,6 @@ impl Notes {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(topic);
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `file` relative to `project` for display.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{atomic, escape, Fields};
-use crate::server::SelfWrites;
+use crate::watch::SelfWrites;
 
 /// First line of the block, as JetStart writes it.
 pub const START: &str = "// JetStart injected fields";

@@ -8,12 +8,14 @@ pub mod marker;
 pub mod session_file;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use crate::pairing::url_host;
-use crate::server::Server;
+use crate::pairing::Advertised;
 use crate::session::Session;
+use crate::watch::SelfWrites;
 
 pub use init::init;
 
@@ -66,49 +68,69 @@ fn marker_file(project_dir: &Path) -> PathBuf {
     project_dir.join("app").join("build.gradle")
 }
 
-/// Writes `<project>/.jetstart/session.properties` for `session` (SPEC §7) and, in a
-/// JetStart-created project, the marker block of `app/build.gradle`.
-///
-/// Only the session file is essential: a marker block that can't be updated is reported as a
-/// warning, so a read-only build file doesn't stop the server.
-pub fn write_session(server: &Server, session: &Session) -> Result<()> {
-    let config = &server.config;
-    let (server_url, http_url) = urls(&config.host, server.http_port, server.ws_port, &session.token);
-    session_file::write(
-        &config.project_dir,
-        &session_file::Contents {
+/// The files that carry the session into Gradle builds: `<project>/.jetstart/session.properties`
+/// and, in a JetStart-created project, the marker block of `app/build.gradle`.
+#[derive(Debug)]
+pub struct SessionFiles {
+    project_dir: PathBuf,
+    advertised: Advertised,
+    self_writes: Arc<SelfWrites>,
+}
+
+impl SessionFiles {
+    /// The files of the project at `project_dir` (canonicalized), for a server at `advertised`;
+    /// every write is recorded in `self_writes` so the watcher ignores it.
+    pub fn new(project_dir: PathBuf, advertised: Advertised, self_writes: Arc<SelfWrites>) -> Self {
+        Self {
+            project_dir,
+            advertised,
+            self_writes,
+        }
+    }
+
+    /// Writes both for `session`.
+    ///
+    /// Only the session file is essential: a marker block that can't be updated is reported as
+    /// a warning, so a read-only build file doesn't stop the server.
+    pub fn write(&self, session: &Session) -> Result<()> {
+        let a = &self.advertised;
+        let (server_url, http_url) = urls(&a.host, a.http_port, a.ws_port, &session.token);
+        session_file::write(
+            &self.project_dir,
+            &session_file::Contents {
+                server_url: &server_url,
+                http_url: &http_url,
+                session_id: &session.id,
+                token: &session.token,
+                project_name: &a.project_name,
+            },
+            &self.self_writes,
+        )?;
+        let fields = Fields {
             server_url: &server_url,
-            http_url: &http_url,
             session_id: &session.id,
             token: &session.token,
-            project_name: &config.project_name,
-        },
-        &server.self_writes,
-    )?;
-    let fields = Fields {
-        server_url: &server_url,
-        session_id: &session.id,
-        token: &session.token,
-        http_url: &http_url,
-    };
-    update_marker_block(server, &fields);
-    Ok(())
-}
+            http_url: &http_url,
+        };
+        self.update_marker_block(&fields);
+        Ok(())
+    }
 
-/// Removes the session file and empties the marker block's values on clean shutdown.
-pub fn remove_session(server: &Server) -> Result<()> {
-    update_marker_block(server, &Fields::EMPTY);
-    session_file::remove(&server.config.project_dir)
-}
+    /// Removes the session file and empties the marker block's values (clean shutdown).
+    pub fn remove(&self) -> Result<()> {
+        self.update_marker_block(&Fields::EMPTY);
+        session_file::remove(&self.project_dir)
+    }
 
-fn update_marker_block(server: &Server, fields: &Fields<'_>) {
-    let file = marker_file(&server.config.project_dir);
-    match marker::update(&server.config.project_dir, &file, fields, &server.self_writes) {
-        Ok(true) => tracing::debug!("updated the JetStart fields in {}", file.display()),
-        Ok(false) => {}
-        Err(e) => tracing::warn!(
-            "could not update the JetStart fields block: {e:#}; apps built now carry stale credentials"
-        ),
+    fn update_marker_block(&self, fields: &Fields<'_>) {
+        let file = marker_file(&self.project_dir);
+        match marker::update(&self.project_dir, &file, fields, &self.self_writes) {
+            Ok(true) => tracing::debug!("updated the JetStart fields in {}", file.display()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "could not update the JetStart fields block: {e:#}; apps built now carry stale credentials"
+            ),
+        }
     }
 }
 

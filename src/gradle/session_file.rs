@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{atomic, escape};
-use crate::server::SelfWrites;
+use crate::watch::SelfWrites;
 
 /// Folder of the session file, relative to the project root.
 pub const DIR: &str = ".jetstart";

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
+use super::AppState;
 use super::{error_response, AppError, Peer};
-use crate::server::Server;
 use crate::session::ct_eq;
 
 /// The MIME type Android's package installer expects.
@@ -22,7 +22,7 @@ pub const APK_CONTENT_TYPE: &str = "application/vnd.android.package-archive";
 /// Serves the APK. The name in the URL is free (JetStart's app asks for `app.apk`) but must end
 /// in `.apk`; the file is streamed, never read whole into memory.
 pub async fn download(
-    State(server): State<Arc<Server>>,
+    State(state): State<Arc<AppState>>,
     Peer(peer): Peer,
     Path(file): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -39,8 +39,8 @@ pub async fn download(
         .as_ref()
         .ok()
         .and_then(|Query(pairs)| pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str()));
-    let session = server.session.current();
-    let backoff = server.hub.auth_backoff();
+    let session = state.store.current();
+    let backoff = state.hub.auth_backoff();
     if !presented.is_some_and(|token| ct_eq(token, &session.token)) {
         // The same per-address back-off as on the WebSocket: guessing here is no faster.
         if let Some(addr) = peer {
@@ -54,7 +54,7 @@ pub async fn download(
     if let Some(addr) = peer {
         backoff.succeeded(addr.ip());
     }
-    let Some(artifact) = server.artifact() else {
+    let Some(artifact) = state.artifacts.latest() else {
         return Ok(error_response(StatusCode::NOT_FOUND, "no APK has been built yet"));
     };
     let path = artifact.path.clone();

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::server::Server;
+use super::AppState;
 
 /// The peer's socket address, when the server was started with connect info (tests without
 /// a socket may leave it out; the guard then refuses).
@@ -64,15 +64,15 @@ impl IntoResponse for Forbidden {
     }
 }
 
-impl FromRequestParts<Arc<Server>> for LoopbackOnly {
+impl FromRequestParts<Arc<AppState>> for LoopbackOnly {
     type Rejection = Forbidden;
 
-    async fn from_request_parts(parts: &mut Parts, server: &Arc<Server>) -> Result<Self, Forbidden> {
-        let Ok(Peer(peer)) = Peer::from_request_parts(parts, server).await;
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Forbidden> {
+        let Ok(Peer(peer)) = Peer::from_request_parts(parts, state).await;
         if !peer.is_some_and(|addr| is_loopback_peer(addr.ip())) {
             return Err(Forbidden::NotLoopback);
         }
-        let advertised = server.config.host.as_str();
+        let advertised = state.advertised.host.as_str();
         let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok());
         if !host.is_some_and(|host| is_allowed_host(host, advertised)) {
             return Err(Forbidden::ForeignHost);

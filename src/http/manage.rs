@@ -10,10 +10,10 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 
+use super::AppState;
 use super::{error_response, AppError};
 use crate::hub::ClientSnapshot;
 use crate::protocol::{close, CoreMessage, ReloadType};
-use crate::server::Server;
 use crate::session::Session;
 
 /// The close reason a revoked device gets with 4004.
@@ -37,28 +37,25 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
-    pub fn new(server: &Server, session: &Session) -> Self {
+    pub fn new(state: &AppState, session: &Session) -> Self {
         Self {
             id: session.id.clone(),
-            project_name: server.config.project_name.clone(),
+            project_name: state.advertised.project_name.clone(),
             created_at: session.created_at,
-            last_activity: server.session.last_activity(),
-            clients: server.hub.clients(),
+            last_activity: state.store.last_activity(),
+            clients: state.hub.clients(),
         }
     }
 }
 
-pub async fn session(State(server): State<Arc<Server>>) -> Json<SessionInfo> {
-    let current = server.session.current();
-    Json(SessionInfo::new(&server, &current))
+pub async fn session(State(state): State<Arc<AppState>>) -> Json<SessionInfo> {
+    let current = state.store.current();
+    Json(SessionInfo::new(&state, &current))
 }
 
 /// Closes one device with 4004; 404 if no such device is connected.
-pub async fn revoke(State(server): State<Arc<Server>>, Path(client_id): Path<String>) -> Response {
-    if server
-        .hub
-        .close_client(&client_id, close::REVOKED, REASON_REVOKED)
-    {
+pub async fn revoke(State(state): State<Arc<AppState>>, Path(client_id): Path<String>) -> Response {
+    if state.hub.close_client(&client_id, close::REVOKED, REASON_REVOKED) {
         tracing::info!("device {client_id} revoked by the developer");
         Json(json!({"clientId": client_id, "closed": true})).into_response()
     } else {
@@ -67,17 +64,17 @@ pub async fn revoke(State(server): State<Arc<Server>>, Path(client_id): Path<Str
 }
 
 /// Rotates the session (SPEC §3) and answers with the new session, without its token.
-pub async fn rotate(State(server): State<Arc<Server>>) -> Result<Json<SessionInfo>, AppError> {
+pub async fn rotate(State(state): State<Arc<AppState>>) -> Result<Json<SessionInfo>, AppError> {
     // Rotation rewrites the BuildConfig session file: blocking I/O, kept off the async workers.
-    let rotating = server.clone();
-    let fresh = tokio::task::spawn_blocking(move || rotating.rotate_session(ROTATE_REASON)).await?;
-    Ok(Json(SessionInfo::new(&server, &fresh)))
+    let rotation = state.rotation.clone();
+    let fresh = tokio::task::spawn_blocking(move || rotation.rotate(ROTATE_REASON)).await?;
+    Ok(Json(SessionInfo::new(&state, &fresh)))
 }
 
 /// Broadcasts `core:reload` full; answers with how many devices it was queued for.
-pub async fn reload(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
-    let session = server.session.current();
-    let devices = server.hub.broadcast(&CoreMessage::Reload {
+pub async fn reload(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let session = state.store.current();
+    let devices = state.hub.broadcast(&CoreMessage::Reload {
         session_id: session.id.clone(),
         reload_type: ReloadType::Full,
     });

@@ -18,17 +18,32 @@ use axum::routing::{delete, get, post};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
-use crate::server::Server;
+use crate::builder::artifacts::Artifacts;
+use crate::hub::Hub;
+use crate::pairing::Advertised;
+use crate::rotate::Rotation;
+use crate::session::SessionStore;
 pub use guard::{is_allowed_host, is_loopback_peer, LoopbackOnly, Peer};
 
 /// The crate version reported by `/health` and `/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What the routes work with; shared by every request.
+pub struct AppState {
+    pub hub: Hub,
+    pub store: Arc<SessionStore>,
+    pub rotation: Arc<Rotation>,
+    pub artifacts: Artifacts,
+    pub advertised: Advertised,
+    /// When the server started, for `uptime`.
+    pub started: std::time::Instant,
+}
+
 /// All routes. Tests call `router(state).oneshot(request)` without a socket.
 ///
 /// There is deliberately no CORS layer (no `Access-Control-Allow-Origin` anywhere) and no
 /// request-tracing layer: download URLs carry the token in their query string.
-pub fn router(server: Arc<Server>) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     // Everything in here passes the loopback + Host guard first (SPEC §5 "loopback only").
     let loopback = Router::new()
         .route("/", get(pages::dashboard))
@@ -38,7 +53,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/clients/{client_id}", delete(manage::revoke))
         .route("/reload", post(manage::reload))
         .route_layer(middleware::from_extractor_with_state::<LoopbackOnly, _>(
-            server.clone(),
+            state.clone(),
         ));
     Router::new()
         .route("/health", get(health))
@@ -49,15 +64,15 @@ pub fn router(server: Arc<Server>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::map_response(common_headers))
-        .with_state(server)
+        .with_state(state)
 }
 
-async fn health(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": VERSION, "uptime": server.started.elapsed().as_secs()}))
+async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "version": VERSION, "uptime": state.started.elapsed().as_secs()}))
 }
 
-async fn version(State(server): State<Arc<Server>>) -> Json<serde_json::Value> {
-    Json(json!({"version": VERSION, "uptime": server.started.elapsed().as_secs()}))
+async fn version(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({"version": VERSION, "uptime": state.started.elapsed().as_secs()}))
 }
 
 async fn not_found() -> Response {

@@ -12,9 +12,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::AppError;
+use super::AppState;
 use crate::hub::ClientSnapshot;
 use crate::pairing::qr;
-use crate::server::Server;
 use crate::session::random_base62;
 
 /// The page, embedded in the binary.
@@ -27,26 +27,29 @@ const NONCE_LEN: usize = 22;
 /// and (live, once its script connects to the hub as a viewer) builds, hot reloads and device
 /// logs. Its one inline `<style>` and `<script>` are allowed by a per-response nonce; nothing
 /// else may load or run, and it may connect to this server only.
-pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) -> Result<Response, AppError> {
-    let session = server.session.current();
-    let pairing = server.pairing(&session);
+pub async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, AppError> {
+    let session = state.store.current();
+    let pairing = state.advertised.pairing(&session);
     let payload = pairing.payload();
     let svg = qr::svg(&payload)?;
-    let clients = server.hub.clients();
+    let clients = state.hub.clients();
     let nonce = random_base62(NONCE_LEN);
-    let host = crate::pairing::url_host(&server.config.host);
+    let host = crate::pairing::url_host(&state.advertised.host);
     let values = [
         ("nonce", Value::Raw(&nonce)),
-        ("project_name", Value::Text(&server.config.project_name)),
+        ("project_name", Value::Text(&state.advertised.project_name)),
         ("version", Value::Text(super::VERSION)),
         ("qr_svg", Value::Raw(&svg)),
-        ("host", Value::Text(&server.config.host)),
-        ("http_port", Value::Text(&server.http_port.to_string())),
-        ("ws_port", Value::Text(&server.ws_port.to_string())),
-        ("ws_url", Value::Text(&format!("ws://{host}:{}", server.ws_port))),
+        ("host", Value::Text(&state.advertised.host)),
+        ("http_port", Value::Text(&state.advertised.http_port.to_string())),
+        ("ws_port", Value::Text(&state.advertised.ws_port.to_string())),
+        (
+            "ws_url",
+            Value::Text(&format!("ws://{host}:{}", state.advertised.ws_port)),
+        ),
         (
             "http_url",
-            Value::Text(&format!("http://{host}:{}", server.http_port)),
+            Value::Text(&format!("http://{host}:{}", state.advertised.http_port)),
         ),
         ("session_id", Value::Text(&session.id)),
         ("token", Value::Text(&session.token)),
@@ -59,7 +62,7 @@ pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) ->
         ),
         (
             "loopback_warning_hidden",
-            Value::Raw(if crate::term::banner::is_loopback_host(&server.config.host) {
+            Value::Raw(if crate::term::banner::is_loopback_host(&state.advertised.host) {
                 ""
             } else {
                 " hidden"
@@ -67,7 +70,7 @@ pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) ->
         ),
     ];
     let html = render(TEMPLATE, &values)?;
-    let socket = socket_source(&headers, server.ws_port);
+    let socket = socket_source(&headers, state.advertised.ws_port);
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
          connect-src 'self' {socket}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -83,9 +86,9 @@ pub async fn dashboard(State(server): State<Arc<Server>>, headers: HeaderMap) ->
 }
 
 /// `GET /qr.svg`: the pairing QR code alone.
-pub async fn qr_svg(State(server): State<Arc<Server>>) -> Result<Response, AppError> {
-    let session = server.session.current();
-    let svg = qr::svg(&server.pairing(&session).payload())?;
+pub async fn qr_svg(State(state): State<Arc<AppState>>) -> Result<Response, AppError> {
+    let session = state.store.current();
+    let svg = qr::svg(&state.advertised.pairing(&session).payload())?;
     let mut response = ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response();
     // An SVG can hold script; this one doesn't, and must never be able to run any.
     response.headers_mut().insert(

@@ -35,6 +35,35 @@ pub struct Pairing<'a> {
     pub project_name: &'a str,
 }
 
+/// Where this server is, as devices are told: the advertised host, the real ports, the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub host: String,
+    pub http_port: u16,
+    pub ws_port: u16,
+    /// Already sanitized (see [`sanitize_project_name`]).
+    pub project_name: String,
+}
+
+impl Advertised {
+    /// The pairing details of `session`.
+    pub fn pairing<'a>(&'a self, session: &'a crate::session::Session) -> Pairing<'a> {
+        Pairing {
+            host: &self.host,
+            http_port: self.http_port,
+            ws_port: self.ws_port,
+            session_id: &session.id,
+            token: &session.token,
+            project_name: &self.project_name,
+        }
+    }
+
+    /// `http://<host>:<port>`, the base of download URLs (IPv6 hosts in brackets).
+    pub fn http_base(&self) -> String {
+        format!("http://{}:{}", url_host(&self.host), self.http_port)
+    }
+}
+
 impl Pairing<'_> {
     /// `host|port|wsPort|sessionId|token|projectName` (SPEC §2).
     pub fn payload(&self) -> String {

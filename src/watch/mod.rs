@@ -2,7 +2,10 @@
 //! Watching degrades, never dies: an unwatchable folder is skipped ([`tree`]), and a project
 //! folder deleted and created again is watched again.
 
+mod self_writes;
 mod tree;
+
+pub use self_writes::SelfWrites;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tree::Tree;
 
 use crate::bounded;
-use crate::server::Server;
 
 /// Folders never watched for changes, wherever they are (build outputs, tool state, VCS).
 pub const IGNORED_DIRS: &[&str] = &["build", ".gradle", ".git", ".idea", ".jetstart", "node_modules"];
@@ -115,16 +117,20 @@ type Seen = (Change, Instant);
 struct Batcher {
     changes: bounded::Receiver<Seen>,
     overflowed: Arc<AtomicBool>,
-    server: Arc<Server>,
+    /// The project folder, canonicalized.
+    root: PathBuf,
+    debounce: Duration,
+    self_writes: Arc<SelfWrites>,
     /// `None` in unit tests of the debounce, which watch nothing.
     tree: Option<Arc<Tree>>,
 }
 
 impl WatchSystem {
-    /// Starts watching the project's folders. Fails only if no watcher can be made at all; the
-    /// OS limit on watches is reported with how to raise it, and what could be watched is.
-    pub fn new(server: Arc<Server>) -> Result<Self> {
-        let root = server.config.project_dir.clone();
+    /// Starts watching the folders of `root` (the project, canonicalized); a batch closes after
+    /// `debounce` of quiet and leaves out the server's own writes. Fails only if no watcher can
+    /// be made at all; the OS limit on watches is reported with how to raise it, and what could
+    /// be watched is.
+    pub fn new(root: PathBuf, debounce: Duration, self_writes: Arc<SelfWrites>) -> Result<Self> {
         let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
@@ -161,7 +167,9 @@ impl WatchSystem {
             batcher: Batcher {
                 changes,
                 overflowed,
-                server,
+                root,
+                debounce,
+                self_writes,
                 tree: Some(tree),
             },
         })
@@ -217,7 +225,7 @@ impl Batcher {
     /// thread got it: waking this thread can take a large part of a millisecond on a busy or
     /// virtual machine, and that should not be added to every build.
     fn next_batch(&self) -> Option<Batch> {
-        let debounce = self.server.config.debounce;
+        let debounce = self.debounce;
         loop {
             let mut batch = Batch::default();
             let (first, first_seen) = match self.changes.recv_timeout(ROOT_CHECK) {
@@ -257,8 +265,7 @@ impl Batcher {
                 batch.full = true;
             }
             // The server's own writes (BuildConfig marker block) must never cause a build.
-            let server = &self.server;
-            batch.files.retain(|path| !server.self_writes.is_own(path));
+            batch.files.retain(|path| !self.self_writes.is_own(path));
             if !batch.is_empty() {
                 return Some(batch);
             }
@@ -273,8 +280,7 @@ impl Batcher {
             Change::NewDir(dir) => {
                 // Watched before it is scanned: a file written in between is seen either way.
                 self.watch(&dir);
-                let root = &self.server.config.project_dir;
-                batch.files.extend(relevant_files_in(root, &dir));
+                batch.files.extend(relevant_files_in(&self.root, &dir));
             }
             // Noticed at the start of the next batch (or by the periodic check).
             Change::Structure | Change::RootGone => batch.full = true,
@@ -290,13 +296,13 @@ impl Batcher {
     }
 
     fn root_is_gone(&self) -> bool {
-        !self.server.config.project_dir.is_dir()
+        !self.root.is_dir()
     }
 
     /// The project folder is gone: says so, waits for it to come back (or the watcher to stop),
     /// watches it again and asks for a full build (anything may have changed meanwhile).
     fn wait_for_root(&self) -> Option<Batch> {
-        let root = &self.server.config.project_dir;
+        let root = &self.root;
         tracing::warn!(
             "the project folder {} is gone; watching for it to come back",
             root.display()
@@ -453,17 +459,15 @@ mod tests {
     /// thread would send them.
     fn batcher(debounce: Duration) -> (Batcher, bounded::Sender<Seen>, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::cli::config_for_project(dir.path()).expect("config");
-        config.debounce = debounce;
-        let reporter = Arc::new(crate::term::reporter::Reporter::new(false, false));
-        let server = Arc::new(Server::new(Arc::new(config), 0, 0, reporter));
         let (tx, changes) = bounded::channel(CHANNEL_CAPACITY);
         let overflowed = Arc::new(AtomicBool::new(false));
         (
             Batcher {
                 changes,
                 overflowed,
-                server,
+                root: dir.path().canonicalize().expect("canonical"),
+                debounce,
+                self_writes: Arc::new(SelfWrites::default()),
                 tree: None,
             },
             tx,
