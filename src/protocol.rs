@@ -44,6 +44,41 @@ pub mod close {
     pub const REASON_SERVER_FULL: &str = "server full";
     /// 1001 on shutdown, to every socket, authenticated or not.
     pub const REASON_STOPPING: &str = "server stopping";
+    /// 1001 to a device silent past the client timeout.
+    pub const REASON_HEARTBEAT_TIMEOUT: &str = "heartbeat timeout";
+    /// 1003 after authentication.
+    pub const REASON_BINARY: &str = "binary frames are not supported";
+    /// 1013 to a device whose queue stayed full.
+    pub const REASON_TOO_SLOW: &str = "client too slow";
+    /// 4004, `DELETE /clients/<id>`.
+    pub const REASON_REVOKED: &str = "revoked by the developer";
+
+    /// Every close code the server sends and what it means to the person whose client got it
+    /// (`jetstart-rs connect` says it; docs/protocol.md lists the same).
+    pub const MEANINGS: &[(u16, &str)] = &[
+        (NORMAL, "normal close"),
+        (GOING_AWAY, "server stopped (or the device was silent too long)"),
+        (PROTOCOL_ERROR, "the server saw a WebSocket protocol violation"),
+        (UNSUPPORTED_DATA, "binary frames are not accepted"),
+        (INVALID_DATA, REASON_INVALID_DATA),
+        (MESSAGE_TOO_BIG, REASON_TOO_BIG),
+        (
+            TRY_AGAIN_LATER,
+            "server full, or client too slow — try again later",
+        ),
+        (WRONG_SESSION, REASON_WRONG_SESSION),
+        (WRONG_TOKEN, REASON_WRONG_TOKEN),
+        (AUTH_REQUIRED, REASON_AUTH_REQUIRED),
+        (REVOKED, REASON_REVOKED),
+    ];
+
+    /// What `code` means, from [`MEANINGS`].
+    pub fn meaning(code: u16) -> &'static str {
+        MEANINGS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("unknown close code", |(_, meaning)| *meaning)
+    }
 }
 
 /// Largest message a device may send (SPEC §4); bigger ones are closed with 1009.

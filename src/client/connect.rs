@@ -148,31 +148,13 @@ pub async fn follow(
     }
 }
 
-/// What a close code means to the person running the tool (SPEC §4).
-pub fn meaning(code: u16) -> &'static str {
-    match code {
-        close::NORMAL => "normal close",
-        close::GOING_AWAY => "server stopped (or the device was silent too long)",
-        close::PROTOCOL_ERROR => "the server saw a WebSocket protocol violation",
-        close::UNSUPPORTED_DATA => "binary frames are not accepted",
-        close::INVALID_DATA => close::REASON_INVALID_DATA,
-        close::MESSAGE_TOO_BIG => close::REASON_TOO_BIG,
-        close::TRY_AGAIN_LATER => "server full, or client too slow — try again later",
-        close::WRONG_SESSION => close::REASON_WRONG_SESSION,
-        close::WRONG_TOKEN => close::REASON_WRONG_TOKEN,
-        close::AUTH_REQUIRED => close::REASON_AUTH_REQUIRED,
-        close::REVOKED => "revoked by the developer",
-        _ => "unknown close code",
-    }
-}
-
 /// Turns the server's close into the tool's outcome: `Ok` for 1000/1001, an error otherwise.
 fn closed(frame: Option<&CloseFrame>) -> Result<()> {
     let Some(frame) = frame else {
         return Err(anyhow!("closed by the server without a close code"));
     };
     let code = u16::from(frame.code);
-    let mut text = format!("{code} {}", meaning(code));
+    let mut text = format!("{code} {}", close::meaning(code));
     let reason = frame.reason.as_str();
     if !reason.is_empty() && !text.contains(reason) {
         text.push_str(&format!(" (server said: {reason})"));
@@ -215,7 +197,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(violation.contains("protocol violation"), "{violation}");
-        assert_ne!(meaning(1007), "unknown close code");
+        assert_ne!(close::meaning(1007), "unknown close code");
         assert!(closed(None).is_err());
     }
 }

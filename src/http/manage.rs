@@ -17,7 +17,6 @@ use crate::protocol::{close, CoreMessage, ReloadType};
 use crate::session::Session;
 
 /// The close reason a revoked device gets with 4004.
-pub const REASON_REVOKED: &str = "revoked by the developer";
 /// Why the session was rotated, as reported in the `session-rotated` event.
 pub const ROTATE_REASON: &str = "rotated by the developer";
 
@@ -55,7 +54,10 @@ pub async fn session(State(state): State<Arc<AppState>>) -> Json<SessionInfo> {
 
 /// Closes one device with 4004; 404 if no such device is connected.
 pub async fn revoke(State(state): State<Arc<AppState>>, Path(client_id): Path<String>) -> Response {
-    if state.hub.close_client(&client_id, close::REVOKED, REASON_REVOKED) {
+    if state
+        .hub
+        .close_client(&client_id, close::REVOKED, close::REASON_REVOKED)
+    {
         tracing::info!("device {client_id} revoked by the developer");
         Json(json!({"clientId": client_id, "closed": true})).into_response()
     } else {

@@ -229,7 +229,10 @@ pub async fn serve(
                 let silent = heartbeat.silence(now, info.last_activity());
                 if silent >= settings.client_timeout {
                     tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
-                    close_signal.request(CloseRequest::frame(close::GOING_AWAY, "heartbeat timeout"));
+                    close_signal.request(CloseRequest::frame(
+                        close::GOING_AWAY,
+                        close::REASON_HEARTBEAT_TIMEOUT,
+                    ));
                 } else if in_flight.is_some() {
                     // A frame a broadcast left half-written goes first; the next tick pings.
                 } else if !matches!(
@@ -403,10 +406,9 @@ fn on_frame(hub: &Hub, info: &ClientInfo, frame: Option<Result<Message, WsError>
             info.touch();
             match message {
                 Message::Text(text) => on_text(hub, info, &text),
-                Message::Binary(_) => Reply::Close(CloseRequest::frame(
-                    close::UNSUPPORTED_DATA,
-                    "binary frames are not supported",
-                )),
+                Message::Binary(_) => {
+                    Reply::Close(CloseRequest::frame(close::UNSUPPORTED_DATA, close::REASON_BINARY))
+                }
                 Message::Close(_) => Reply::Close(CloseRequest::PeerClosed),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reply::Nothing,
             }

@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
 use crate::events::Event;
 use crate::protocol::{close, CoreMessage};
 use crate::session::{Session, SessionStore};
@@ -53,21 +52,6 @@ pub struct HubSettings {
     pub max_clients: usize,
     pub ping_interval: Duration,
     pub client_timeout: Duration,
-}
-
-impl HubSettings {
-    pub fn new(config: &Config, http_port: u16) -> Self {
-        Self {
-            project_name: config.project_name.clone(),
-            advertised_host: config.host.clone(),
-            http_base: format!("http://{}:{http_port}", crate::pairing::url_host(&config.host)),
-            allowed_origins: config.allowed_origins.clone(),
-            auth_timeout: config.auth_timeout,
-            max_clients: config.max_clients,
-            ping_interval: config.ping_interval,
-            client_timeout: config.client_timeout,
-        }
-    }
 }
 
 struct Inner {

@@ -433,7 +433,7 @@ fn warn_too_slow(ids: &[String], why: &str) {
 fn too_slow() -> CloseRequest {
     CloseRequest::Frame {
         code: close::TRY_AGAIN_LATER,
-        reason: "client too slow".into(),
+        reason: close::REASON_TOO_SLOW.into(),
         drain: false,
     }
 }
