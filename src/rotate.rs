@@ -2,7 +2,8 @@
 //! values written for Gradle builds, the new pairing shown and reported; and the clean-up on
 //! shutdown, after which no rotation writes again.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use crate::events::{Event, SessionView};
 use crate::gradle::SessionFiles;
@@ -50,7 +51,7 @@ impl Rotation {
     /// Replaces the session: old credentials get 4001 from now on, connected clients are closed
     /// with 4001, the new pairing details are printed and reported. Blocking (it writes files).
     pub fn rotate(&self, reason: &str) -> Arc<Session> {
-        let stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let stopped = self.stopped.lock();
         if *stopped {
             return self.store.current(); // shutting down: clients get 1001, not 4001
         }
@@ -74,7 +75,7 @@ impl Rotation {
 
     /// Shutdown's clean-up of the session files; no rotation writes them again afterwards.
     pub fn stop(&self) -> anyhow::Result<()> {
-        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stopped = self.stopped.lock();
         *stopped = true;
         self.files.remove()
     }

@@ -1,7 +1,8 @@
 //! The pairing session: credentials from the OS CSPRNG, constant-time checks, activity, rotation.
 
+use parking_lot::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::distr::{Alphanumeric, Distribution};
@@ -102,8 +103,7 @@ impl SessionStore {
 
     /// The current session.
     pub fn current(&self) -> Arc<Session> {
-        // A poisoned lock only means a panic elsewhere while swapping an Arc; the value is whole.
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current.read().clone()
     }
 
     /// Checks credentials: the session id first (4001), then the token (4002), both in constant time.
@@ -140,7 +140,7 @@ impl SessionStore {
     /// Replaces the session with a fresh one and returns it; old credentials stop working at once.
     pub fn rotate(&self) -> Arc<Session> {
         let fresh = Arc::new(Session::generate());
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        *self.current.write() = fresh.clone();
         self.last_activity.store(fresh.created_at, Ordering::Relaxed);
         fresh
     }

@@ -15,26 +15,16 @@ pub const APK_DIR: &str = "app/build/outputs/apk";
 
 /// The most recently modified `*.apk` under `dir`, searched recursively.
 pub fn newest_apk(dir: &Path) -> Option<PathBuf> {
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "apk") {
-                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-                    best = Some((modified, path));
-                }
-            }
-        }
-    }
-    best.map(|(_, path)| path)
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "apk"))
+        .filter_map(|e| {
+            let modified = e.metadata().ok()?.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            Some((modified, e.into_path()))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
 }
 
 /// Size and lowercase-hex SHA-256 of a file, streamed (APKs can be hundreds of MB).

@@ -1,10 +1,10 @@
 //! The full build: `--build-cmd`, `./gradlew` or `gradle`, streamed into `core:build-status`
 //! and ending in `core:build-complete` (the APK published for `/download`) or `core:build-error`.
 
+use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -162,7 +162,7 @@ pub async fn run(
             message: line.trim().to_owned(),
             timestamp: unix_ms(),
         };
-        let ready = lock(&pacer).offer(Instant::now(), status);
+        let ready = pacer.lock().offer(Instant::now(), status);
         match ready {
             Some(status) => send(status),
             // Wakes `send_kept` if it waits for something to be kept (else one spare turn).
@@ -225,21 +225,16 @@ async fn send_kept(
     send: impl Fn(BuildStatus),
 ) -> Infallible {
     loop {
-        let due = lock(pacer).due();
+        let due = pacer.lock().due();
         match due {
             Some(due) => tokio::time::sleep_until(due).await,
             None => kept.notified().await,
         }
-        let status = lock(pacer).take_due(Instant::now());
+        let status = pacer.lock().take_due(Instant::now());
         if let Some(status) = status {
             send(status);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The pacer is consistent after any call: a panic elsewhere leaves nothing half-done.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// After a successful build: finds the APK, publishes it, tells devices.

@@ -366,22 +366,12 @@ fn class_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Every file under `dir` whose extension is `ext`.
 fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                found.push(path);
-            }
-        }
-    }
-    found
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == ext))
+        .map(walkdir::DirEntry::into_path)
+        .collect()
 }
 
 /// `<root>/com/x/Foo$Bar.class` → `com.x.Foo$Bar`.

@@ -3,9 +3,9 @@
 //! processes, and the patch to every device. Reasons that hold save after save (no record yet,
 //! a tool missing, the worker off) are said once, and again only when they change.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -239,7 +239,7 @@ struct Notes {
 impl Notes {
     /// Logs `note` unless it is what was said last about `topic`.
     fn say(&self, topic: &'static str, note: &str) {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self.last.lock();
         if last.get(topic).map(String::as_str) != Some(note) {
             tracing::info!("{note}");
             last.insert(topic, note.to_owned());
@@ -248,10 +248,7 @@ impl Notes {
 
     /// The condition behind `topic` is over: say it again if it comes back.
     fn forget(&self, topic: &'static str) {
-        self.last
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(topic);
+        self.last.lock().remove(topic);
     }
 }
 
@@ -269,11 +266,8 @@ mod tests {
         let notes = Notes::default();
         notes.say("a", "one");
         notes.say("a", "one");
-        assert_eq!(
-            notes.last.lock().expect("lock").get("a").map(String::as_str),
-            Some("one")
-        );
+        assert_eq!(notes.last.lock().get("a").map(String::as_str), Some("one"));
         notes.forget("a");
-        assert!(notes.last.lock().expect("lock").get("a").is_none());
+        assert!(notes.last.lock().get("a").is_none());
     }
 }

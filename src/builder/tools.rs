@@ -123,10 +123,7 @@ fn version_key(text: &str) -> Vec<u64> {
 
 /// The first executable `name` on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    which::which(name).ok()
 }
 
 /// True for a file with an executable bit.

@@ -1,7 +1,8 @@
 //! The shared parts of one server, made once. Each part gets the narrow handles it needs from
 //! here; only `dev` (and tests that assemble a server) see them all.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::builder::artifacts::{self, Artifacts, Inbox, Requests};
@@ -106,7 +107,7 @@ impl Parts {
 
     /// The build requests' receiving end, for the one scheduler (taken once).
     pub fn take_inbox(&self) -> Option<Inbox> {
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.inbox.lock().take()
     }
 
     /// What the keyboard shortcuts work with.

@@ -6,9 +6,10 @@
 //! axum's own `serve` runs hyper without a timer, so it has no header timeout at all; this is the
 //! same hyper connection with one.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -39,14 +40,9 @@ pub struct Limits {
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 impl PerAddress {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // Plain counts: a holder that panicked left them usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Counts a connection from `key` unless it already holds `share`.
     fn enter(self: &Arc<Self>, key: IpAddr, share: usize) -> Option<AddressSlot> {
-        let mut counts = self.lock();
+        let mut counts = self.0.lock();
         let count = counts.entry(key).or_insert(0);
         if *count >= share {
             return None;
@@ -66,7 +62,7 @@ struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut counts = self.table.lock();
+        let mut counts = self.table.0.lock();
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {

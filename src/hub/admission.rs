@@ -13,9 +13,10 @@
 //!   against its address until the hold ends, even if it was evicted: otherwise a guesser
 //!   could evict its own held-back guesses and never wait for an answer.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -118,16 +119,11 @@ impl Admission {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        // Every update is a few map operations; a holder that panicked left counts usable.
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Admits a new connection from `ip`, evicting an older pending socket if need be.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Admit {
         let key = address_key(ip);
         let now = Instant::now();
-        let mut table = self.lock();
+        let mut table = self.table.lock();
         if !table.held.is_empty() {
             table.release_held(now);
         }
@@ -168,7 +164,7 @@ impl Admission {
     /// Sockets open (tickets alive).
     #[cfg(test)]
     pub fn open(&self) -> usize {
-        self.lock().open
+        self.table.lock().open
     }
 }
 
@@ -201,7 +197,7 @@ impl Ticket {
     /// The socket's rejection is held back until `until`: it keeps counting against its address
     /// until then, even if evicted.
     pub fn hold_until(&self, until: Instant) {
-        if let Some(pending) = self.admission.lock().pending.get_mut(&self.id) {
+        if let Some(pending) = self.admission.table.lock().pending.get_mut(&self.id) {
             pending.held_until = Some(until);
         }
     }
@@ -209,7 +205,7 @@ impl Ticket {
     /// The socket authenticated: it is no longer pending, can't be evicted, and no longer counts
     /// against its address. False if it was evicted first.
     pub fn authenticated(&mut self) -> bool {
-        let was_pending = self.admission.lock().forget(self.id).is_some();
+        let was_pending = self.admission.table.lock().forget(self.id).is_some();
         if was_pending {
             self.evict = None;
         }
@@ -219,7 +215,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut table = self.admission.lock();
+        let mut table = self.admission.table.lock();
         table.forget(self.id);
         table.open -= 1;
     }

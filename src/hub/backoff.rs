@@ -9,9 +9,9 @@
 //! the guess rate of one address. Successes are never delayed (nor are other addresses), and
 //! a success clears its address.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures from one address that are rejected at once: enough for a device retrying with
@@ -150,7 +150,7 @@ impl Default for AuthBackoff {
 impl AuthBackoff {
     /// Records a wrong-credentials rejection from `ip`; returns how long to hold it back.
     pub fn failed(&self, ip: IpAddr) -> Duration {
-        let failure = self.lock().record_failure(ip, Instant::now());
+        let failure = self.table.lock().record_failure(ip, Instant::now());
         if failure.entered_backoff {
             tracing::warn!(
                 "{} failed authentications in a row from {ip}: its further rejections are \
@@ -163,12 +163,7 @@ impl AuthBackoff {
 
     /// Records a successful authentication from `ip`.
     pub fn succeeded(&self, ip: IpAddr) {
-        self.lock().record_success(ip);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, FailureTable> {
-        // A poisoned lock means a panic inside a map operation; the counts are still usable.
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.table.lock().record_success(ip);
     }
 }
 

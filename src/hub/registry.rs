@@ -1,10 +1,11 @@
 //! The registry of authenticated devices: per-client bounded queues, close requests, snapshots.
 
+use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -214,11 +215,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // The registry stays consistent even if a holder panicked: every update is one call.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Adds a device. `greet` runs under the registry lock with the last APK, and returns the
     /// messages to queue before any broadcast can reach the device (`core:connected`, the last
     /// build), or `None` to refuse the registration. Returns the number of registered devices.
@@ -227,7 +223,7 @@ impl Registry {
         entry: ClientEntry,
         greet: impl FnOnce(Option<&ApkInfo>) -> Option<Vec<Utf8Bytes>>,
     ) -> Option<usize> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let mut greeting = greet(inner.last_apk.as_ref())?;
         if !entry.info.is_device() {
             greeting.extend(inner.last_error.clone());
@@ -242,7 +238,7 @@ impl Registry {
 
     /// Removes a device; returns the number still registered.
     pub fn remove(&self, client_id: &str) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         inner.clients.remove(client_id);
         inner.clients.len()
     }
@@ -251,7 +247,7 @@ impl Registry {
     /// client whose queue is full is closed with 1013 and dropped, so it can't slow the others.
     /// Returns how many devices (not viewers) got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
-        let (delivered, full) = broadcast_locked(&mut self.lock(), bytes, |_| true);
+        let (delivered, full) = broadcast_locked(&mut self.inner.lock(), bytes, |_| true);
         warn_too_slow(&full, "can't keep up (its queue is full)");
         delivered
     }
@@ -259,7 +255,7 @@ impl Registry {
     /// [`Registry::broadcast`] of a `core:build-error`, remembered for viewers that connect
     /// later (until a build succeeds).
     pub fn broadcast_build_error(&self, bytes: &Utf8Bytes) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         inner.last_error = Some(bytes.clone());
         let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
         drop(inner);
@@ -270,7 +266,7 @@ impl Registry {
     /// Sends the same bytes to the viewers on this computer only (the `--json` event feed, which
     /// names devices' addresses: nothing for token holders elsewhere on the network).
     pub fn broadcast_local_viewers(&self, bytes: &Utf8Bytes) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         if !inner.clients.values().any(|e| e.info.is_local_viewer()) {
             return;
         }
@@ -282,7 +278,7 @@ impl Registry {
     /// [`Registry::broadcast`] of a `core:build-complete`, remembered for devices that connect
     /// later in the same step: a device registering meanwhile gets it once, not twice.
     pub fn broadcast_build(&self, bytes: &Utf8Bytes, apk: ApkInfo) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         inner.last_apk = Some(apk);
         inner.last_error = None;
         let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
@@ -296,7 +292,7 @@ impl Registry {
     /// wait. With `give_up` (the sender waited [`RELAY_STALL`]), the devices still without room
     /// that took nothing meanwhile are closed with 1013; the others get the message anyway.
     pub fn relay(&self, bytes: &Utf8Bytes, from: &str, give_up: bool) -> Option<usize> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         // Checked and queued under one lock: concurrent relays can't overshoot the mark together.
         let behind = |id: &str, entry: &ClientEntry| id != from && entry.queue.capacity() <= RELAY_HEADROOM;
         let mut stuck = Vec::new();
@@ -322,7 +318,7 @@ impl Registry {
 
     /// Asks one device to close; false if no such device.
     pub fn close(&self, client_id: &str, request: CloseRequest) -> bool {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         match inner.clients.remove(client_id) {
             Some(entry) => entry.close.request(request),
             None => false,
@@ -331,7 +327,7 @@ impl Registry {
 
     /// Asks every device to close and empties the registry; returns how many there were.
     pub fn close_all(&self, request: &CloseRequest) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.inner.lock();
         let count = inner.clients.len();
         for (_, entry) in inner.clients.drain() {
             entry.close.request(request.clone());
@@ -341,7 +337,8 @@ impl Registry {
 
     /// The number of devices (viewers are not counted).
     pub fn len(&self) -> usize {
-        self.lock()
+        self.inner
+            .lock()
             .clients
             .values()
             .filter(|e| e.info.is_device())
@@ -351,12 +348,13 @@ impl Registry {
     /// True when no device is registered (viewers may be). Stops at the first device, so it
     /// stays cheap with a thousand of them.
     pub fn is_empty(&self) -> bool {
-        !self.lock().clients.values().any(|e| e.info.is_device())
+        !self.inner.lock().clients.values().any(|e| e.info.is_device())
     }
 
     /// The devices (not the viewers), oldest connection first.
     pub fn snapshot(&self) -> Vec<ClientSnapshot> {
         let mut list: Vec<ClientSnapshot> = self
+            .inner
             .lock()
             .clients
             .values()

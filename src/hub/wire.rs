@@ -13,10 +13,11 @@
 //! a queued message. A direct write the socket took only in part leaves the rest first in the
 //! queue, and nothing else is written before it.
 
+use parking_lot::Mutex;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -83,11 +84,6 @@ impl Wire {
         &self.stream
     }
 
-    fn gate(&self) -> MutexGuard<'_, Gate> {
-        // A plain enum: a holder that panicked can't have left it half-updated.
-        self.gate.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// A broadcast's write: directly if `direct` and the gate is open, otherwise (and for
     /// whatever the socket doesn't take at once) through `queue`. Every message for the device
     /// is queued here, under the gate's lock: queuing shuts an open gate, so a later message
@@ -100,7 +96,7 @@ impl Wire {
         queue: &mpsc::Sender<RawFrame>,
         direct: bool,
     ) -> Result<Sent, mpsc::error::TrySendError<RawFrame>> {
-        let mut gate = self.gate();
+        let mut gate = self.gate.lock();
         if !direct || *gate != Gate::Open {
             if *gate == Gate::Open {
                 *gate = Gate::Task; // the task wakes for the queued message and takes it anyway
@@ -124,7 +120,7 @@ impl Wire {
     /// The task takes the socket back. Returns true if a direct write left a frame half-written:
     /// it is first in the task's queue and must be finished before anything else is written.
     pub fn take(&self) -> bool {
-        let mut gate = self.gate();
+        let mut gate = self.gate.lock();
         let half_written = *gate == Gate::HalfWritten;
         *gate = Gate::Task;
         half_written
@@ -134,14 +130,14 @@ impl Wire {
     /// on, unless something is queued (`queue_empty` is asked under the gate's lock, so a
     /// broadcast either queued before this or sees the gate open).
     pub fn open(&self, queue_empty: impl FnOnce() -> bool) {
-        let mut gate = self.gate();
+        let mut gate = self.gate.lock();
         if *gate == Gate::Task && queue_empty() {
             *gate = Gate::Open;
         }
     }
 
     fn task_writes(&self) -> bool {
-        *self.gate() == Gate::Task
+        *self.gate.lock() == Gate::Task
     }
 }
 

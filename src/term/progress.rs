@@ -1,7 +1,8 @@
 //! The build spinner: an animated line with elapsed time, then one result line with the duration.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,7 @@ impl Drop for Progress {
 /// Returns false for events it doesn't render, which are then logged as usual.
 pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
     let style = Style::new(caps.color);
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = slot.lock();
     let (ok, message) = match event {
         Event::BuildStart {
             kind,
@@ -222,7 +223,7 @@ mod tests {
             duration_ms: 3_400,
         };
         assert!(show(&slot, &done, caps));
-        assert!(slot.lock().expect("lock").is_none());
+        assert!(slot.lock().is_none());
         assert!(!show(&slot, &Event::Stopped {}, caps));
     }
 }

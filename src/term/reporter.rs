@@ -2,7 +2,8 @@
 //! builds when stdout is one), and the `--json` lines on stdout; every event also to a tap (the
 //! hub's feed to the dashboard).
 
-use std::sync::{Mutex, OnceLock};
+use parking_lot::Mutex;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 

@@ -364,26 +364,18 @@ fn changes_of(root: &Path, event: &notify::Event) -> Vec<Change> {
     out
 }
 
-/// Relevant files already inside a folder that just appeared (bounded walk).
+/// Relevant files already inside a folder that just appeared (ignored folders not entered,
+/// symbolic links not followed).
 fn relevant_files_in(root: &Path, dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if path.strip_prefix(root).is_ok_and(|rel| !in_ignored_dir(rel)) {
-                    stack.push(path);
-                }
-            } else if is_relevant(root, &path) {
-                found.push(path);
-            }
-        }
-    }
-    found
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| {
+            !e.file_type().is_dir() || e.path().strip_prefix(root).is_ok_and(|rel| !in_ignored_dir(rel))
+        })
+        .flatten()
+        .filter(|e| !e.file_type().is_dir() && is_relevant(root, e.path()))
+        .map(walkdir::DirEntry::into_path)
+        .collect()
 }
 
 fn is_limit(e: &notify::Error) -> bool {

@@ -3,9 +3,9 @@
 //! under `app/build`) is skipped with one warning instead of turning watching off for the whole
 //! project, and ignored folders (build outputs, `.git`) cost no watch at all.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
@@ -33,56 +33,45 @@ impl Tree {
         }
     }
 
-    fn watcher(&self) -> MutexGuard<'_, Option<RecommendedWatcher>> {
-        // A holder that panicked left at worst a folder unwatched.
-        self.watcher.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Watches `dir` and every folder below it that is not ignored. Folders that can't be
     /// watched or listed are skipped, each with one warning; symbolic links are not followed
     /// (a link to `/` must not walk the whole disk). Stops at the OS limit on watches.
     pub fn add(&self, dir: &Path) -> Result<(), LimitReached> {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let watched = match self.watcher().as_mut() {
-                Some(watcher) => watcher.watch(&dir, RecursiveMode::NonRecursive),
+        let mut folders = walkdir::WalkDir::new(dir).into_iter().filter_entry(|e| {
+            e.file_type().is_dir()
+                && e.path()
+                    .strip_prefix(&self.root)
+                    .is_ok_and(|rel| !in_ignored_dir(rel))
+        });
+        while let Some(folder) = folders.next() {
+            let folder = match folder {
+                Ok(folder) => folder,
+                // Listing it failed: what is inside it can't be watched either.
+                Err(e) => {
+                    if let Some(path) = e.path() {
+                        self.skip(path, &e.to_string());
+                    }
+                    continue;
+                }
+            };
+            // Watched before it is listed: a file written in between is seen either way.
+            let watched = match self.watcher.lock().as_mut() {
+                Some(watcher) => watcher.watch(folder.path(), RecursiveMode::NonRecursive),
                 None => return Ok(()), // stopping
             };
             if let Err(e) = watched {
                 if super::is_limit(&e) {
                     return Err(LimitReached);
                 }
-                self.skip(&dir, &e.to_string());
-                continue;
-            }
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    self.skip(&dir, &e.to_string());
-                    continue;
-                }
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                if is_dir
-                    && path
-                        .strip_prefix(&self.root)
-                        .is_ok_and(|rel| !in_ignored_dir(rel))
-                {
-                    stack.push(path);
-                }
+                self.skip(folder.path(), &e.to_string());
+                folders.skip_current_dir();
             }
         }
         Ok(())
     }
 
     fn skip(&self, dir: &Path, why: &str) {
-        let first = self
-            .warned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(dir.to_path_buf());
+        let first = self.warned.lock().insert(dir.to_path_buf());
         if first {
             let shown = dir.strip_prefix(&self.root).unwrap_or(dir);
             tracing::warn!(
@@ -95,6 +84,6 @@ impl Tree {
 
     /// Stops watching for good.
     pub fn stop(&self) {
-        self.watcher().take();
+        self.watcher.lock().take();
     }
 }
