@@ -4,6 +4,10 @@
 //! queue (8192 lines) and the watcher's (4096 changes) took 0.3 MB of an idle server's 1.07 MB
 //! of anonymous memory that way. This one is std's list channel, which grows in small blocks as
 //! items wait, with the bound kept by a shared count.
+//!
+//! Not `flume`: its bounded channel doesn't preallocate either (crossbeam's does), but the
+//! terminal's flush must get in behind a full queue ([`Sender::send_past_bound`]), which it
+//! doesn't offer; this is std's channel plus one counter.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvError, RecvTimeoutError, SendError, TrySendError};

@@ -2,6 +2,7 @@
 //! JetStart's wire protocol.
 
 pub mod adb;
+pub mod authority;
 pub mod bounded;
 pub mod builder;
 pub mod cli;

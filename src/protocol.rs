@@ -286,22 +286,6 @@ impl CoreMessage {
         })
         .unwrap_or_else(|e| unreachable!("core message serialization failed: {e}"))
     }
-
-    /// The `type` tag, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Connected { .. } => "core:connected",
-            Self::BuildStart { .. } => "core:build-start",
-            Self::BuildStatus { .. } => "core:build-status",
-            Self::BuildComplete { .. } => "core:build-complete",
-            Self::BuildError { .. } => "core:build-error",
-            Self::DexReload { .. } => "core:dex-reload",
-            Self::Reload { .. } => "core:reload",
-            Self::Log { .. } => "core:log",
-            Self::Disconnect { .. } => "core:disconnect",
-            Self::Event { .. } => "jetstart-rs:event",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -82,14 +82,6 @@ impl Finished {
     pub fn success(&self) -> bool {
         matches!(&self.exit, Exit::Exited(status) if status.success())
     }
-
-    /// The exit code, if the tool exited on its own with one.
-    pub fn code(&self) -> Option<i32> {
-        match &self.exit {
-            Exit::Exited(status) => status.code(),
-            _ => None,
-        }
-    }
 }
 
 /// Kills the process group if the run is abandoned (the task aborted or the runtime gone),

@@ -1,7 +1,7 @@
 //! The "loopback only" access rule (SPEC §5): loopback peer, plus a `Host` check against DNS
 //! rebinding, plus a same-origin check against cross-site requests from the developer's browser.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -110,41 +110,13 @@ pub fn is_loopback_peer(ip: IpAddr) -> bool {
 /// True if a `Host` header value (`name`, `name:port`, `[v6]`, `[v6]:port`) names `localhost`,
 /// an IP literal, or `advertised` (case-insensitive). Anything malformed is refused.
 pub fn is_allowed_host(value: &str, advertised: &str) -> bool {
-    let Some(name) = strip_port(value.trim()) else {
+    let Some(name) = crate::authority::host(value.trim()) else {
         return false;
     };
     if name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok() {
         return true;
     }
-    let advertised = advertised
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .unwrap_or(advertised);
-    !name.is_empty() && name.eq_ignore_ascii_case(advertised)
-}
-
-/// The host part of `host[:port]` / `[v6][:port]`, or `None` if the value is malformed.
-pub(super) fn strip_port(value: &str) -> Option<&str> {
-    let valid_port =
-        |port: &str| !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
-    if let Some(rest) = value.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        v6.parse::<Ipv6Addr>().ok()?;
-        match after {
-            "" => Some(v6),
-            _ => after.strip_prefix(':').filter(|p| valid_port(p)).map(|_| v6),
-        }
-    } else {
-        let (name, port) = match value.rsplit_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (value, None),
-        };
-        // A bare IPv6 address without brackets is not a valid Host header.
-        if name.contains(':') || port.is_some_and(|p| !valid_port(p)) {
-            return None;
-        }
-        Some(name)
-    }
+    !name.is_empty() && name.eq_ignore_ascii_case(crate::authority::unbracketed(advertised))
 }
 
 #[cfg(test)]

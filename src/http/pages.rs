@@ -106,7 +106,7 @@ fn socket_source(headers: &HeaderMap, ws_port: u16) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .and_then(super::guard::strip_port)
+        .and_then(crate::authority::host)
         .filter(|h| {
             !h.is_empty()
                 && h.bytes()

@@ -89,13 +89,9 @@ impl FailureTable {
     }
 
     /// Number of addresses tracked.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// True when no address is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Drops expired entries; if the table is still full, the one that failed longest ago.

@@ -36,26 +36,11 @@ pub fn origin_allowed(origin: &str, advertised_host: &str, extra: &[String]) -> 
     else {
         return false;
     };
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => {
-                format!("[{v6}]")
-            }
-            _ => return false,
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) if is_port(port) => host.to_owned(),
-            Some(_) => return false,
-            None => authority.to_owned(),
-        }
+    let Some(host) = crate::authority::host(authority) else {
+        return false;
     };
-    let advertised = crate::pairing::url_host(&advertised_host.to_ascii_lowercase());
-    matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") || host == advertised
-}
-
-fn is_port(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+    let advertised = advertised_host.to_ascii_lowercase();
+    matches!(host, "localhost" | "127.0.0.1" | "::1") || host == crate::authority::unbracketed(&advertised)
 }
 
 /// tungstenite handshake callback refusing foreign browser origins with HTTP 403, and keeping

@@ -16,7 +16,6 @@ const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '�
 
 /// A running task shown as a spinner (only when stdout is a terminal; otherwise silent).
 pub struct Progress {
-    started: Instant,
     style: Style,
     spinner: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
@@ -44,15 +43,9 @@ impl Progress {
             thread.ok().map(|handle| (stop, handle))
         });
         Self {
-            started,
             style,
             spinner: spinner.flatten(),
         }
-    }
-
-    /// Time since [`Progress::start`].
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Stops the spinner and prints one line: `12:04:05 ✓ message` or `12:04:05 ✗ message`.
@@ -165,12 +158,7 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
     match slot.take() {
         Some(progress) => progress.finish(ok, &message),
         // A result without a start (e.g. a build started before this reporter): still one line.
-        None => Progress {
-            started: Instant::now(),
-            style,
-            spinner: None,
-        }
-        .finish(ok, &message),
+        None => Progress { style, spinner: None }.finish(ok, &message),
     }
     true
 }

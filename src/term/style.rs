@@ -1,4 +1,7 @@
-//! ANSI colours that switch off entirely when the terminal (or the user) doesn't want them.
+//! ANSI colours (crossterm's `Stylize`) that switch off entirely when the terminal (or the user)
+//! doesn't want them.
+
+use crossterm::style::{StyledContent, Stylize};
 
 /// Paints text, or leaves it alone when colours are off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,42 +14,34 @@ impl Style {
         Self { enabled }
     }
 
-    /// True when escape codes are written.
-    pub const fn enabled(self) -> bool {
-        self.enabled
-    }
-
-    fn paint(self, code: &str, text: &str) -> String {
+    fn paint(self, styled: StyledContent<&str>) -> String {
         if self.enabled {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            styled.to_string()
         } else {
-            text.to_owned()
+            (*styled.content()).to_owned()
         }
     }
 
     pub fn bold(self, text: &str) -> String {
-        self.paint("1", text)
+        self.paint(text.bold())
     }
     pub fn dim(self, text: &str) -> String {
-        self.paint("2", text)
+        self.paint(text.dim())
     }
     pub fn red(self, text: &str) -> String {
-        self.paint("31", text)
+        self.paint(text.dark_red())
     }
     pub fn green(self, text: &str) -> String {
-        self.paint("32", text)
+        self.paint(text.dark_green())
     }
     pub fn yellow(self, text: &str) -> String {
-        self.paint("33", text)
+        self.paint(text.dark_yellow())
     }
     pub fn blue(self, text: &str) -> String {
-        self.paint("34", text)
-    }
-    pub fn magenta(self, text: &str) -> String {
-        self.paint("35", text)
+        self.paint(text.dark_blue())
     }
     pub fn cyan(self, text: &str) -> String {
-        self.paint("36", text)
+        self.paint(text.dark_cyan())
     }
 
     /// A log level, padded to 7 columns, coloured by severity (Logcat's usual colours).
@@ -58,7 +53,7 @@ impl Style {
             "info" | "i" => self.green(&padded),
             "warn" | "warning" | "w" => self.yellow(&padded),
             "error" | "e" => self.red(&padded),
-            "fatal" | "assert" | "wtf" | "f" | "a" => self.paint("1;35", &padded),
+            "fatal" | "assert" | "wtf" | "f" | "a" => self.paint(padded.as_str().dark_magenta().bold()),
             _ => padded,
         }
     }
@@ -73,6 +68,10 @@ mod tests {
         let plain = Style::new(false);
         assert_eq!(plain.red("x"), "x");
         assert_eq!(plain.level("warn"), "warn   ");
-        assert_eq!(Style::new(true).red("x"), "\x1b[31mx\x1b[0m");
+        // crossterm itself honours NO_COLOR, as `term::color_allowed` does.
+        if std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+            assert_eq!(Style::new(true).red("x"), "\x1b[38;5;1mx\x1b[39m");
+            assert_eq!(Style::new(true).bold("b"), "\x1b[1mb\x1b[0m");
+        }
     }
 }
