@@ -1,8 +1,8 @@
 //! A bounded queue between threads that allocates only for what is waiting in it.
 //!
-//! std's `sync_channel(n)` allocates and touches all `n` slots when it is made: the output
-//! queue (8192 lines) and the watcher's (4096 changes) took 0.3 MB of an idle server's 1.07 MB
-//! of anonymous memory that way. This one is std's list channel, which grows in small blocks as
+//! std's `sync_channel(n)` allocates and touches all `n` slots when it is made: for the output
+//! queue (8192 lines) and the watcher's (4096 changes), a large share of an idle server's memory
+//! (BENCHMARKS.md, idle RSS). This one is std's list channel, which grows in small blocks as
 //! items wait, with the bound kept by a shared count.
 //!
 //! Not `flume`: its bounded channel doesn't preallocate either (crossbeam's does), but the

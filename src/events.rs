@@ -24,7 +24,8 @@ pub enum BuildKind {
     Hot,
 }
 
-/// What started a build, besides saved files.
+/// What started a build. A new kind of request is a variant here and its words in
+/// `term::human::subject`; its source calls `builder::artifacts::Requests::request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Trigger {

@@ -1,4 +1,4 @@
-//! Session expiry: every `--cleanup-interval`, retire an idle or too-old session (SPEC §3).
+//! Session expiry: every `--cleanup-interval`, retire an idle or too-old session (docs/protocol.md, "Pairing").
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,8 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::builder::artifacts::{Artifacts, BuildRequest, Requests};
+use crate::builder::artifacts::{Artifacts, Requests};
+use crate::events::Trigger;
 use crate::hub::Hub;
 use crate::pairing::Advertised;
 use crate::protocol::{CoreMessage, ReloadType};
@@ -159,7 +160,7 @@ async fn handle_keys(
                 );
             }
             // Answered by the build itself: `rebuild requested → full build` (or why none runs).
-            KeyCode::Char('b') => parts.requests.request(BuildRequest::Manual),
+            KeyCode::Char('b') => parts.requests.request(Trigger::Manual),
             KeyCode::Char('a') => {
                 let parts = parts.clone();
                 let stop = quit.clone();

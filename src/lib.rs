@@ -7,7 +7,6 @@ pub mod bounded;
 pub mod builder;
 pub mod cli;
 pub mod client;
-pub mod config;
 pub mod dev;
 pub mod events;
 pub mod expiry;

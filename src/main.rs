@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the error and its causes, no backtrace.
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<jetstart::config::UsageError>().is_some() {
+            if e.downcast_ref::<jetstart::cli::UsageError>().is_some() {
                 ExitCode::from(2) // bad usage, as clap's own errors
             } else {
                 ExitCode::FAILURE
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
-            let config = jetstart::cli::config(args)?;
+            let config = jetstart::cli::config::from_args(args)?;
             raise_fd_limit();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -73,7 +73,7 @@ fn target(args: &jetstart::cli::TargetArgs) -> anyhow::Result<jetstart::client::
     match &args.payload {
         // A payload that isn't one is how the tool was called: exit 2.
         Some(payload) => jetstart::client::Target::from_payload(payload)
-            .map_err(|e| jetstart::config::UsageError(format!("{e:#}")).into()),
+            .map_err(|e| jetstart::cli::UsageError(format!("{e:#}")).into()),
         None => jetstart::client::Target::from_project(&args.project),
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::session::unix_ms;
 
-/// WebSocket close codes used by the server (SPEC §4).
+/// WebSocket close codes used by the server (docs/protocol.md, "Close codes").
 pub mod close {
     /// `client:disconnect`.
     pub const NORMAL: u16 = 1000;
@@ -81,7 +81,7 @@ pub mod close {
     }
 }
 
-/// Largest message a device may send (SPEC §4); bigger ones are closed with 1009.
+/// Largest message a device may send (docs/protocol.md, "The WebSocket"); bigger ones are closed with 1009.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// A message from a device.

@@ -10,7 +10,7 @@ use rand::rngs::OsRng;
 use rand::TryRngCore;
 use subtle::ConstantTimeEq;
 
-/// Length of a session id (SPEC §3).
+/// Length of a session id (docs/protocol.md, "Pairing").
 pub const SESSION_ID_LEN: usize = 8;
 /// Length of a token: 22 base62 characters ≈ 131 bits.
 pub const TOKEN_LEN: usize = 22;

@@ -1,5 +1,5 @@
 //! Property tests of the decoder and the authentication verdict under arbitrary and hostile
-//! input: never a panic, and always the close code SPEC §4 documents, with the expected code
+//! input: never a panic, and always the close code docs/protocol.md documents, with the expected code
 //! derived here independently from the shape of the message.
 
 use std::sync::LazyLock;
@@ -29,7 +29,7 @@ enum Expected {
     Close(u16),
 }
 
-/// SPEC §4 read literally: not a JSON object whose `type` is the string `client:connect` →
+/// docs/protocol.md ("Authentication") read literally: not a JSON object whose `type` is the string `client:connect` →
 /// 4003; `sessionId` not the right string → 4001; otherwise `token` not the right string →
 /// 4002; otherwise accepted, `deviceInfo` kept as sent (absent or null → null).
 fn expected(message: &Value) -> Expected {

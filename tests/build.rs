@@ -1,4 +1,4 @@
-//! Watching and building (SPEC §5) end to end: the real binary, stand-in gradlew / kotlinc /
+//! Watching and building (README, "How builds work") end to end: the real binary, stand-in gradlew / kotlinc /
 //! d8 from `tests/fixtures`, real file saves, real devices on the WebSocket.
 
 mod common;
@@ -449,7 +449,7 @@ async fn download_route_serves_the_built_apk() {
 #[tokio::test]
 async fn manual_build_publishes_the_apk_for_download() {
     let project = BuildProject::without_wrapper();
-    let mut config = jetstart::cli::config_for_project(project.path()).expect("config");
+    let mut config = jetstart::cli::config::for_project(project.path()).expect("config");
     config.build_cmd = Some(fixture("gradlew").display().to_string());
     config.initial_build = false;
     let dev = jetstart::dev::Dev::bind(config).await.expect("bind");
@@ -459,9 +459,7 @@ async fn manual_build_publishes_the_apk_for_download() {
         let _ = stop.1.await;
     }));
     assert!(server.artifacts.latest().is_none(), "nothing built yet");
-    server
-        .requests
-        .request(jetstart::builder::artifacts::BuildRequest::Manual);
+    server.requests.request(jetstart::events::Trigger::Manual);
     let artifact = common::within("the artifact", async {
         loop {
             if let Some(artifact) = server.artifacts.latest() {

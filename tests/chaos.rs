@@ -633,7 +633,7 @@ async fn close_like_a_phone(ws: &mut Ws) -> (u16, String, Vec<Value>) {
 }
 // ---------------------------------------------------------------------------------------------
 
-/// SPEC §1: shutdown is done within 2 s.
+/// Shutdown is done within 2 s (docs/architecture.md, "Shutdown").
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -704,7 +704,7 @@ async fn sigterm_in_the_middle_of_a_build_stops_everything_cleanly() {
 }
 
 /// A socket that has been upgraded but has not authenticated yet when the server stops is
-/// closed with 1001 too (SPEC §1: "close every socket with 1001"), and doesn't hold shutdown up.
+/// closed with 1001 too (docs/protocol.md, "Close codes"), and doesn't hold shutdown up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_a_socket_that_is_still_authenticating_with_1001() {
     let _serial = SERIAL.lock().await;

@@ -27,7 +27,7 @@ const GREETING_KT: &str = "app/src/main/java/com/example/demo/Greeting.kt";
 /// `GET /` from a loopback peer with `host` as the `Host` header: (CSP, HTML).
 async fn page(advertised: &str, host: &str) -> (String, String) {
     let dir = common::project();
-    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
+    let mut config = jetstart::cli::config::for_project(dir.path()).expect("config");
     config.host = advertised.to_owned();
     let server = Arc::new(Parts::new(
         Arc::new(config),

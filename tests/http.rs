@@ -1,4 +1,4 @@
-//! HTTP routes (SPEC §5): router-level tests without a socket (`oneshot`), then real-socket
+//! HTTP routes (docs/protocol.md, "HTTP"): router-level tests without a socket (`oneshot`), then real-socket
 //! tests against the `dev` binary.
 
 mod common;
@@ -47,7 +47,7 @@ fn fixture() -> Fixture {
 
 fn fixture_with_ws_port(ws_port: u16) -> Fixture {
     let dir = common::project();
-    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
+    let mut config = jetstart::cli::config::for_project(dir.path()).expect("config");
     config.host = "devbox.local".to_owned();
     let server = Arc::new(Parts::new(
         Arc::new(config),
@@ -492,7 +492,7 @@ async fn pairing_page_shows_qr_details_and_a_strict_csp() {
 #[tokio::test]
 async fn pairing_page_escapes_the_project_name() {
     let dir = common::project();
-    let mut config = jetstart::cli::config_for_project(dir.path()).expect("config");
+    let mut config = jetstart::cli::config::for_project(dir.path()).expect("config");
     config.project_name = "<script>alert(1)</script>".to_owned();
     let server = Arc::new(Parts::new(
         Arc::new(config),

@@ -1,4 +1,4 @@
-//! Session expiry and rotation end to end (SPEC §3): idle and too-old sessions are retired only
+//! Session expiry and rotation end to end (docs/protocol.md, "Pairing"): idle and too-old sessions are retired only
 //! when no device is connected, old credentials get 4001, the session file follows.
 
 mod common;
@@ -220,7 +220,7 @@ fn no_rotation_rewrites_the_session_file_after_shutdown_removed_it() {
     use jetstart::term::reporter::Reporter;
 
     let project = common::project();
-    let config = jetstart::cli::config_for_project(project.path()).expect("config");
+    let config = jetstart::cli::config::for_project(project.path()).expect("config");
     let server = Parts::new(Arc::new(config), 8765, 8766, Arc::new(Reporter::new(true, false)));
     let session_file = project.path().join(".jetstart/session.properties");
     let first = server.store.current();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::events::Trigger;
 use crate::protocol::ApkInfo;
 
 /// The APK that `/download` serves.
@@ -49,19 +50,12 @@ impl Artifacts {
     }
 }
 
-/// Why a build was asked for outside the watcher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BuildRequest {
-    /// The developer asked (keyboard `b`).
-    Manual,
-}
-
-/// Asks the build scheduler for a full build (coalesced with any pending one).
+/// Asks the build scheduler for a full build (coalesced with any pending one), naming why.
 #[derive(Debug, Clone)]
-pub struct Requests(mpsc::UnboundedSender<BuildRequest>);
+pub struct Requests(mpsc::UnboundedSender<Trigger>);
 
 impl Requests {
-    pub fn request(&self, request: BuildRequest) {
+    pub fn request(&self, request: Trigger) {
         // Fails only once the scheduler is gone, i.e. while shutting down.
         let _ = self.0.send(request);
     }
@@ -69,7 +63,7 @@ impl Requests {
 
 /// The scheduler's end of [`Requests`].
 #[derive(Debug)]
-pub struct Inbox(pub(super) mpsc::UnboundedReceiver<BuildRequest>);
+pub struct Inbox(pub(super) mpsc::UnboundedReceiver<Trigger>);
 
 /// A request line: the handle for those who ask, the inbox for the scheduler.
 pub fn requests() -> (Requests, Inbox) {

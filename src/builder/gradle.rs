@@ -40,7 +40,7 @@ pub enum BuildCommand {
 }
 
 impl BuildCommand {
-    /// The command per SPEC §5, or `None`: builds are off.
+    /// The command (README, "How builds work"), or `None`: builds are off.
     pub fn resolve(build_cmd: Option<&str>, project: &Path) -> Option<Self> {
         if let Some(cmd) = build_cmd {
             return Some(Self::Custom(cmd.to_owned()));

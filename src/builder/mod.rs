@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use self::artifacts::{Artifacts, BuildRequest, Inbox};
+use self::artifacts::{Artifacts, Inbox};
 use self::reload::{HotPath, Outcome};
-use crate::config::Config;
+use crate::cli::Config;
 use crate::events::Trigger;
 use crate::publish::Publisher;
 use crate::watch::{Batch, WatchSystem};
@@ -202,7 +202,7 @@ async fn schedule(
                 None => watching = false,
             },
             request = next_request(&mut inbox) => match request {
-                Some(BuildRequest::Manual) => pending.request(Trigger::Manual),
+                Some(trigger) => pending.request(trigger),
                 None => inbox = None,
             },
             changed = devices.changed(), if devices_open => {
@@ -243,7 +243,7 @@ async fn schedule(
     }
 }
 
-async fn next_request(inbox: &mut Option<Inbox>) -> Option<BuildRequest> {
+async fn next_request(inbox: &mut Option<Inbox>) -> Option<Trigger> {
     match inbox {
         Some(inbox) => inbox.0.recv().await,
         None => std::future::pending().await,
@@ -313,7 +313,7 @@ mod tests {
 
         let wait = std::time::Duration::from_secs(10);
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::cli::config_for_project(dir.path()).expect("config");
+        let mut config = crate::cli::config::for_project(dir.path()).expect("config");
         config.build_cmd = Some("true".to_owned());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ws_port = listener.local_addr().expect("addr").port();

@@ -1,4 +1,5 @@
-//! Command-line definitions (clap only); `config.rs` turns them into plain settings.
+//! Command-line definitions (clap), and [`config`], which turns `dev`'s flags into the plain
+//! [`Config`] the parts read.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -6,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-mod resolve;
-pub use resolve::{config, config_for_project};
+pub mod config;
+pub use config::{Config, Port, UsageError};
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -153,7 +154,7 @@ fn parse_level(s: &str) -> Result<crate::term::logline::Level, String> {
         .ok_or_else(|| format!("unknown level {s:?} (use verbose, debug, info, warn, error or fatal)"))
 }
 
-/// Flags of `jetstart-rs dev` (SPEC §1).
+/// Flags of `jetstart-rs dev` (README, "Usage").
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Android project root (holds settings.gradle[.kts] and/or app/).

@@ -13,7 +13,7 @@ use crate::protocol::{close, Role};
 use crate::session::unix_ms;
 use crate::term::{output, Caps, Style};
 
-/// Clients send a heartbeat this often (SPEC §3); the server drops a device silent for 90 s.
+/// Clients send a heartbeat this often (docs/protocol.md, "Liveness"); the server drops a device silent for 90 s.
 const HEARTBEAT: Duration = Duration::from_secs(30);
 /// How long to wait for the socket to open, and for the server's close after `client:disconnect`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -32,7 +32,7 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parses the QR payload `host|port|wsPort|sessionId|token|projectName` (SPEC §2).
+    /// Parses the QR payload `host|port|wsPort|sessionId|token|projectName` (docs/protocol.md, "Pairing").
     pub fn from_payload(payload: &str) -> Result<Self> {
         let fields: Vec<&str> = payload.trim().splitn(6, '|').collect();
         let [host, http_port, ws_port, session_id, token, project_name] = fields[..] else {
@@ -59,7 +59,7 @@ impl Target {
         })
     }
 
-    /// Reads `<project>/.jetstart/session.properties`, as written by a running `dev` (SPEC §7).
+    /// Reads `<project>/.jetstart/session.properties`, as written by a running `dev` (README, "Gradle integration").
     pub fn from_project(project: &Path) -> Result<Self> {
         let path = crate::gradle::session_file::path(project);
         let text = crate::project_file::read_regular_string(&path, crate::project_file::STATE_MAX)

@@ -13,7 +13,7 @@ pub use parts::Parts;
 pub use signals::shutdown_signal;
 
 use self::ports::bind_port;
-use crate::config::Config;
+use crate::cli::Config;
 use crate::events::Event;
 use crate::lock::{AlreadyRunning, ProjectLock};
 use crate::protocol::close;
@@ -81,7 +81,7 @@ impl Dev {
         self.parts.clone()
     }
 
-    /// Runs until `shutdown` completes, then stops cleanly (SPEC §1 shutdown).
+    /// Runs until `shutdown` completes, then stops cleanly (docs/architecture.md, "Shutdown").
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let Self {
             parts,
@@ -163,7 +163,7 @@ impl Dev {
 
         shutdown.await;
         tracing::info!("stopping");
-        // Everything stops at once, so the slowest part alone sets the time (SPEC: within 2 s).
+        // Everything stops at once, so the slowest part alone sets the time (within 2 s: docs/architecture.md, "Shutdown").
         // The builder kills a running build's process group when `stop` fires.
         stop.cancel();
         stop_http.cancel();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::builder::artifacts::{self, Artifacts, Inbox, Requests};
-use crate::config::Config;
+use crate::cli::Config;
 use crate::gradle::SessionFiles;
 use crate::hub::{Hub, HubSettings};
 use crate::pairing::Advertised;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::config::Port;
+use crate::cli::Port;
 
 /// Connections the kernel may hold for us before `accept`. std and mio ask for 128, which a
 /// burst of devices (a classroom, a load test) overflows: the extra SYNs are dropped and those

@@ -22,7 +22,7 @@ pub use init::init;
 /// The Gradle script `init` installs as `gradle/jetstart.gradle`.
 pub const SCRIPT: &str = include_str!("../../templates/jetstart.gradle");
 
-/// The four `BuildConfig` string fields (SPEC §7), in the order they are written.
+/// The four `BuildConfig` string fields (README, "Gradle integration"), in the order they are written.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a> {
     pub server_url: &'a str,

@@ -1,4 +1,4 @@
-//! The "loopback only" access rule (SPEC §5): loopback peer, plus a `Host` check against DNS
+//! The "loopback only" access rule (docs/protocol.md, "HTTP"): loopback peer, plus a `Host` check against DNS
 //! rebinding, plus a same-origin check against cross-site requests from the developer's browser.
 
 use std::net::{IpAddr, SocketAddr};

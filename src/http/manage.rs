@@ -65,7 +65,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, Path(client_id): Path<St
     }
 }
 
-/// Rotates the session (SPEC §3) and answers with the new session, without its token.
+/// Rotates the session (docs/protocol.md, "HTTP") and answers with the new session, without its token.
 pub async fn rotate(State(state): State<Arc<AppState>>) -> Result<Json<SessionInfo>, AppError> {
     // Rotation rewrites the BuildConfig session file: blocking I/O, kept off the async workers.
     let rotation = state.rotation.clone();

@@ -1,4 +1,4 @@
-//! HTTP routes on `port` (SPEC §5), with axum: health, APK download, and the loopback-only
+//! HTTP routes on `port` (docs/protocol.md, "HTTP"), with axum: health, APK download, and the loopback-only
 //! dashboard (the pairing page) and device management.
 
 pub mod browser;
@@ -23,7 +23,7 @@ use crate::hub::Hub;
 use crate::pairing::Advertised;
 use crate::rotate::Rotation;
 use crate::session::SessionStore;
-pub use guard::{is_allowed_host, is_loopback_peer, LoopbackOnly, Peer};
+use guard::{LoopbackOnly, Peer};
 
 /// The crate version reported by `/health` and `/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,7 +44,7 @@ pub struct AppState {
 /// There is deliberately no CORS layer (no `Access-Control-Allow-Origin` anywhere) and no
 /// request-tracing layer: download URLs carry the token in their query string.
 pub fn router(state: Arc<AppState>) -> Router {
-    // Everything in here passes the loopback + Host guard first (SPEC §5 "loopback only").
+    // Everything in here passes the loopback + Host guard first (docs/protocol.md, "HTTP").
     let loopback = Router::new()
         .route("/", get(pages::dashboard))
         .route("/qr.svg", get(pages::qr_svg))

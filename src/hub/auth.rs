@@ -117,7 +117,7 @@ pub enum Verdict {
     Accept { session_id: String, device_info: Value },
 }
 
-/// Decides the fate of an unauthenticated socket from its first frame (SPEC §4): binary, a
+/// Decides the fate of an unauthenticated socket from its first frame (docs/protocol.md, "Authentication"): binary, a
 /// message that is not `client:connect`, malformed JSON or no message in time → 4003; too big
 /// → 1009; a wrong or missing `sessionId` → 4001, else a wrong or missing `token` → 4002
 /// (both compared in constant time by [`SessionStore::authenticate`]). The token may come from

@@ -65,7 +65,7 @@ impl Advertised {
 }
 
 impl Pairing<'_> {
-    /// `host|port|wsPort|sessionId|token|projectName` (SPEC §2).
+    /// `host|port|wsPort|sessionId|token|projectName` (docs/protocol.md, "Pairing").
     pub fn payload(&self) -> String {
         format!(
             "{}|{}|{}|{}|{}|{}",

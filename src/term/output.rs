@@ -78,7 +78,7 @@ fn queue() -> Option<&'static bounded::Sender<Out>> {
 
 fn send(out: Out) {
     let Some(tx) = queue() else {
-        write_now(out); // no thread to be had: write from here, as before
+        write_now(out); // no thread to be had: write from here
         return;
     };
     let bytes = out.bytes();
@@ -104,10 +104,9 @@ fn send(out: Out) {
 }
 
 /// Output is never urgent. On Linux the writer thread runs as `SCHED_BATCH`: the same share of
-/// the CPU, but its wake-ups don't preempt a running thread. As an ordinary thread it was woken
-/// for the "device connected" line just as that device's `core:connected` went out, and could
-/// take the vCPU the device's side needed: auth round trip p50 108 → 104.5 µs, interleaved
-/// (BENCHMARKS.md).
+/// the CPU, but its wake-ups don't preempt a running thread. An ordinary thread is woken for
+/// the "device connected" line just as that device's `core:connected` goes out, and can take the
+/// CPU the device's side needs (BENCHMARKS.md, the auth round trip).
 fn no_wakeup_preemption() {
     #[cfg(target_os = "linux")]
     {

@@ -1,15 +1,90 @@
-//! The `dev` flags turned into [`Config`]: the project folder checked, the name read from
-//! `jetstart.config.json`, the host detected, mistakes told apart from choices (usage errors
-//! exit 2; what may be deliberate gets a warning). Each default is clap's (`super`), written once.
+//! `dev`'s settings: [`Config`], the plain struct the parts read, and how the flags become it
+//! ([`from_args`]): the project folder checked, the name read from `jetstart.config.json`, the
+//! host detected, mistakes told apart from choices (usage errors exit 2; what may be deliberate
+//! gets a warning). Each default is clap's (`super`), written once; a new flag is a field in
+//! `super::DevArgs` and one here.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
 
 use super::{Cli, Command, DevArgs};
-use crate::config::{Config, Port, UsageError};
 use crate::pairing::{self, host};
+
+/// Everything `dev` needs to know, as plain values: no part sees clap.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Android project root, canonicalized.
+    pub project_dir: PathBuf,
+    /// Sanitized project name (docs/protocol.md, "Pairing"), used everywhere the name appears.
+    pub project_name: String,
+    /// Requested HTTP port (0 = any).
+    pub http_port: Port,
+    /// Requested WebSocket port (0 = any).
+    pub ws_port: Port,
+    /// Address advertised in the QR code and BuildConfig.
+    pub host: String,
+    /// Address both servers listen on.
+    pub bind: IpAddr,
+    pub show_qr: bool,
+    /// Draw the terminal QR code for a light background.
+    pub qr_light_background: bool,
+    pub json: bool,
+    /// Open the dashboard in the default browser once ready (`--open`, `--web`).
+    pub open_dashboard: bool,
+    pub debounce: Duration,
+    pub build_cmd: Option<String>,
+    pub hot_reload: bool,
+    /// `-Xmx` of the compile worker; `None` with `--no-compile-worker` (fresh processes).
+    pub worker_heap: Option<String>,
+    pub initial_build: bool,
+    /// Run the `a` (adb) action at start-up and after every build.
+    pub adb: bool,
+    pub build_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub token_ttl: Duration,
+    pub cleanup_interval: Duration,
+    pub max_clients: usize,
+    /// Extra browser origins allowed on the WebSocket, normalized (lowercase, no trailing `/`).
+    pub allowed_origins: Vec<String>,
+    pub ping_interval: Duration,
+    pub client_timeout: Duration,
+    /// How long an HTTP client may take to send a request head.
+    pub http_header_timeout: Duration,
+}
+
+/// A mistake in how `jetstart-rs` was called (a flag's value, a missing folder): exit code 2,
+/// like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A port as asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Given on the command line or in the environment (0 = any): that one or an error.
+    Exact(u16),
+    /// The default: that one, else the next free one (said).
+    Preferred(u16),
+}
+
+impl Port {
+    /// `Exact` when the flag (or its environment variable) gave it, else the default, `Preferred`.
+    pub fn from_flag(value: Option<u16>, default: u16) -> Self {
+        value.map_or(Self::Preferred(default), Self::Exact)
+    }
+
+    /// The number asked for.
+    pub fn number(self) -> u16 {
+        match self {
+            Self::Exact(port) | Self::Preferred(port) => port,
+        }
+    }
+}
 
 /// The folder `--project` names, canonicalized; a missing folder or a file is a usage error.
 fn project_folder(path: &Path) -> Result<PathBuf> {
@@ -44,7 +119,7 @@ fn looks_like_android_project(dir: &Path) -> bool {
 
 /// Resolves the `dev` flags into settings; a missing project folder or conflicting ports are a
 /// [`UsageError`].
-pub fn config(args: DevArgs) -> Result<Config> {
+pub fn from_args(args: DevArgs) -> Result<Config> {
     let project_dir = project_folder(&args.project)?;
     if !looks_like_android_project(&project_dir) {
         tracing::warn!(
@@ -126,7 +201,7 @@ pub fn config(args: DevArgs) -> Result<Config> {
 /// The settings `dev --project <dir>` gets with every default, except on ephemeral loopback
 /// ports with no QR code and the loopback host: for tests and embedding. The defaults are
 /// clap's, so they are written once.
-pub fn config_for_project(project_dir: &Path) -> Result<Config> {
+pub fn for_project(project_dir: &Path) -> Result<Config> {
     let cli = Cli::try_parse_from([
         "jetstart-rs".as_ref(),
         "dev".as_ref(),
@@ -139,7 +214,7 @@ pub fn config_for_project(project_dir: &Path) -> Result<Config> {
         "--no-qr".as_ref(),
     ] as [&std::ffi::OsStr; 9])?;
     match cli.command {
-        Command::Dev(args) => config(args),
+        Command::Dev(args) => from_args(args),
         _ => unreachable!("parsed as dev"),
     }
 }
