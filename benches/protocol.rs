@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use divan::Bencher;
-use jetstart::hub::frame::RawFrame;
-use jetstart::hub::registry::{ClientEntry, ClientInfo, CloseSignal, Registry};
-use jetstart::hub::wire::Wire;
+use jetstart::hub::registry::{ClientEntry, ClientInfo, CloseSignal, RawFrame, Registry, Wire};
 use jetstart::protocol::{BuildPhase, BuildStatus, ClientMessage, CoreMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;

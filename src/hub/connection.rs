@@ -16,10 +16,10 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::admission::Ticket;
 use super::auth::{self, FirstFrame, UrlToken, Verdict};
-use super::device::{self, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
+use super::device::{DeviceConnection, CLOSE_GRACE, CLOSE_WRITE_TIMEOUT};
+use super::fanout::{Socket, Wire, WireIo};
 use super::handshake::{self, UpgradeCheck};
 use super::registry::{ClientEntry, ClientInfo, CloseRequest, CloseSignal, CLIENT_QUEUE_CAPACITY};
-use super::wire::{Socket, Wire, WireIo};
 use super::Hub;
 use crate::events::Event;
 use crate::protocol::{close, CoreMessage, MAX_CLIENT_MESSAGE_BYTES};
@@ -282,8 +282,8 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         return;
     }
     // `core:connected` first: the device is waiting for it, the bookkeeping below can wait.
-    let (mut ws, mut rx) = (ws, rx);
-    let in_flight = device::greet(&mut ws, &mut rx, &close_signal, &info);
+    let mut device = DeviceConnection::new(hub, ws, rx, close_signal.clone(), info.clone());
+    device.greet();
     hub.count_local_viewer(&info, true);
     if info.is_device() {
         // A viewer neither starts the initial build nor keeps the session from expiring.
@@ -298,7 +298,7 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
     });
 
     // Takes the device off the registry itself, before its close handshake.
-    device::serve(hub, &mut ws, &mut rx, in_flight, &close_signal, &info).await;
+    device.run().await;
 
     let request = close_signal.get().unwrap_or(CloseRequest::Abort);
     let reason = match &request {

@@ -1,26 +1,24 @@
-//! Serving one authenticated device: a single task that reads its frames, writes queued
-//! broadcasts zero-copy, pings it, and closes it the way the close request says. While it
-//! waits with nothing to write, broadcasts write small messages to its socket themselves
-//! (see [`super::wire`]).
+//! Serving one authenticated device: a single task that reads its frames, writes what the
+//! fan-out queued for it, pings it, and closes it the way the close request says. How its
+//! writes and the broadcasts' share the socket is the fan-out's part ([`super::fanout`]).
 
-use std::future::Future;
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{FusedFuture, FutureExt};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, Instant, Interval};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::frame::RawFrame;
+use super::fanout::{Outbox, RawFrame, Socket};
 use super::heartbeat::Heartbeat;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
 use super::violation;
-use super::wire::Socket;
 use super::Hub;
 use crate::protocol::{close, ClientMessage, CoreMessage};
 use crate::session::unix_ms;
@@ -36,16 +34,15 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// registry lock for one pass over the devices.
 const RELAY_RETRY: Duration = Duration::from_millis(1);
 const RELAY_RETRY_MAX: Duration = Duration::from_millis(16);
-/// Frames written in one go before the loop looks at the device's side again.
-const WRITE_BURST: usize = 64;
 
 /// What woke the loop up.
 enum Step {
     Close,
     Frame(Option<Result<Message, WsError>>),
-    Queued(Option<RawFrame>),
+    /// A frame was taken off the queue (false: the queue is closed).
+    Queued(bool),
     Ping,
-    Wrote(Result<bool, std::io::Error>),
+    Wrote(std::io::Result<()>),
     RetryRelay,
 }
 
@@ -78,251 +75,224 @@ impl PendingRelay {
     }
 }
 
-/// Writes what is queued for a device that just registered (its greeting) if the socket takes
-/// it at once; returns a frame left half-written. Whatever it can't write now, [`serve`] does.
-pub fn greet(
-    ws: &mut Socket,
-    rx: &mut mpsc::Receiver<RawFrame>,
-    close_signal: &CloseSignal,
-    info: &ClientInfo,
-) -> Option<RawFrame> {
-    // Raw frames may only follow once tungstenite has nothing of its own half-sent (a pong).
-    if !matches!(ws.flush().now_or_never(), Some(Ok(()))) {
-        return None;
-    }
-    let first = rx.try_recv().ok()?;
-    write_ready(ws, rx, first, close_signal, info)
+/// One registered device, served by its own task until the connection ends.
+pub struct DeviceConnection<'h> {
+    hub: &'h Hub,
+    info: Arc<ClientInfo>,
+    close: CloseSignal,
+    ws: Socket,
+    outbox: Outbox,
+    heartbeat: Heartbeat,
+    /// A device's log waiting for room at the other devices; meanwhile its frames are not read.
+    relay: Option<PendingRelay>,
 }
 
-/// Serves a registered device until its connection ends; `in_flight` is a frame [`greet`] left
-/// half-written.
-pub async fn serve(
-    hub: &Hub,
-    ws: &mut Socket,
-    rx: &mut mpsc::Receiver<RawFrame>,
-    mut in_flight: Option<RawFrame>,
-    close_signal: &CloseSignal,
-    info: &ClientInfo,
-) {
-    let settings = &hub.inner.settings;
-    // One future for the whole connection: registering a fresh waiter on every turn of the loop
-    // would take the signal's lock twice per message, a thousand times per broadcast.
-    let mut closing = pin!(wait_closing(close_signal.subscribe()).fuse());
-    let mut ping = tokio::time::interval_at(Instant::now() + settings.ping_interval, settings.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut relay: Option<PendingRelay> = None;
-    let mut heartbeat = Heartbeat::new(settings.ping_interval, unix_ms());
-    // False while tungstenite may hold bytes of its own (a pong, the answer to a close): every
-    // frame read may queue one, every completed flush sends them. Raw frames must wait for
-    // those, but the flush is only needed then: a broadcast to a thousand devices skips it.
-    let mut tungstenite_clean = false;
-    let wire = ws.get_ref().wire().clone();
+impl<'h> DeviceConnection<'h> {
+    /// A device just registered with `queue`'s sender and `close`.
+    pub fn new(
+        hub: &'h Hub,
+        ws: Socket,
+        queue: mpsc::Receiver<RawFrame>,
+        close: CloseSignal,
+        info: Arc<ClientInfo>,
+    ) -> Self {
+        let outbox = Outbox::new(ws.get_ref().wire().clone(), queue);
+        Self {
+            heartbeat: Heartbeat::new(hub.inner.settings.ping_interval, unix_ms()),
+            hub,
+            info,
+            close,
+            ws,
+            outbox,
+            relay: None,
+        }
+    }
 
-    while !closing.is_terminated() {
-        // Writes come first: the device's own queue drains before more of its frames are read,
-        // and reads wait while a frame is being written (the kernel buffers what the device
-        // sends meanwhile). So a device that floods us without reading is slowed by its own
-        // socket. A write that makes no progress for the client timeout means a device that
-        // stopped reading. While a relayed log waits for room, reads wait too, but the device
-        // keeps taking its own messages (two senders never wait on each other).
-        let step = match in_flight.as_mut() {
-            Some(frame) => tokio::select! {
+    /// Writes what is queued (the greeting) if the socket takes it at once; [`Self::run`]
+    /// writes the rest.
+    pub fn greet(&mut self) {
+        if let Err(e) = self.outbox.greet(&mut self.ws) {
+            self.abort(&e);
+        }
+    }
+
+    /// Serves the device until its connection ends: off the registry first, then the close.
+    pub async fn run(mut self) {
+        let interval = self.hub.inner.settings.ping_interval;
+        // One future for the whole connection: registering a fresh waiter on every turn of the
+        // loop would take the signal's lock twice per message, a thousand times per broadcast.
+        let mut closing = pin!(wait_closing(self.close.subscribe()).fuse());
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !closing.is_terminated() {
+            let step = self.next_step(closing.as_mut(), &mut ping).await;
+            self.outbox.take_socket();
+            match step {
+                Step::Close => break,
+                Step::Frame(frame) => self.handle_frame(frame),
+                Step::RetryRelay => self.relay = self.relay.take().and_then(|r| self.try_relay(r)),
+                Step::Queued(false) => {
+                    // Dropped from the registry without a request: the server is stopping.
+                    self.close
+                        .request(CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
+                }
+                Step::Queued(true) => self.start_writing(closing.as_mut()).await,
+                Step::Wrote(Ok(())) => {}
+                Step::Wrote(Err(e)) => self.abort(&e),
+                Step::Ping => self.ping().await,
+            }
+        }
+        // Off the list before the close handshake: a closing device gets no more broadcasts and
+        // no longer counts as connected (session expiry waits for none to be connected).
+        self.hub.inner.registry.remove(&self.info.client_id);
+        self.hub.publish_presence();
+        self.finish().await;
+    }
+
+    /// Waits for the next thing to do. Writes come first: the device's own queue drains before
+    /// more of its frames are read, and reads wait while a frame is being written (the kernel
+    /// buffers what the device sends meanwhile), so a device that floods us without reading is
+    /// slowed by its own socket. A write that makes no progress for the client timeout means a
+    /// device that stopped reading. While a relayed log waits for room, reads wait too, but the
+    /// device keeps taking its own messages (two senders never wait on each other).
+    async fn next_step(
+        &mut self,
+        mut closing: Pin<&mut impl FusedFuture<Output = ()>>,
+        ping: &mut Interval,
+    ) -> Step {
+        if self.outbox.is_writing() {
+            let patience = self.hub.inner.settings.client_timeout;
+            return tokio::select! {
                 biased;
                 () = &mut closing => Step::Close,
-                wrote = timeout(settings.client_timeout, frame.write_some(wire.stream())) => {
+                wrote = timeout(patience, self.outbox.write_some()) => {
                     Step::Wrote(wrote.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())))
                 }
-            },
+            };
+        }
+        if let Err(e) = self.outbox.park(&mut self.ws) {
+            self.abort(&e); // the select below ends the loop
+        }
+        tokio::select! {
+            biased;
+            () = &mut closing => Step::Close,
+            queued = self.outbox.recv() => Step::Queued(queued),
+            // A fixed deadline: messages written meanwhile don't push the retry back.
+            () = sleep_until_retry(self.relay.as_ref()), if self.relay.is_some() => Step::RetryRelay,
+            frame = self.ws.next(), if self.relay.is_none() => Step::Frame(frame),
+            _ = ping.tick() => Step::Ping,
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Option<Result<Message, WsError>>) {
+        self.outbox.frame_read();
+        match on_frame(self.hub, &self.info, frame) {
+            Reply::Nothing => {}
+            Reply::Close(request) => {
+                self.close.request(request);
+            }
+            Reply::Relay(bytes) => self.relay = self.try_relay(PendingRelay::new(bytes)),
+        }
+    }
+
+    /// A frame was taken off the queue: write it, and what follows it, as far as the socket
+    /// takes them now. tungstenite may hold a pong or close answer, which must reach the socket
+    /// first; a device that takes nothing for the client timeout is gone (as for raw writes).
+    /// A close request cuts that flush short, and `finish` takes over.
+    async fn start_writing(&mut self, closing: Pin<&mut impl FusedFuture<Output = ()>>) {
+        if self.outbox.must_flush_first() {
+            let patience = self.hub.inner.settings.client_timeout;
+            let flushed = tokio::select! {
+                biased;
+                () = closing => return,
+                flushed = timeout(patience, self.outbox.flush_tungstenite(&mut self.ws)) => flushed,
+            };
+            if !matches!(flushed, Ok(Ok(()))) {
+                self.close.request(CloseRequest::Abort);
+                return;
+            }
+        }
+        if let Err(e) = self.outbox.write_ready() {
+            self.abort(&e);
+        }
+    }
+
+    /// Relays if every other device has room; gives the message back if it must wait longer.
+    fn try_relay(&self, mut pending: PendingRelay) -> Option<PendingRelay> {
+        let give_up = pending.since.elapsed() >= RELAY_STALL;
+        match self.hub.relay(&pending.bytes, &self.info.client_id, give_up) {
+            Some(_) => None,
             None => {
-                // Parking with nothing to write. Once tungstenite has sent what it holds (a pong
-                // to the frame just read), broadcasts may write to the socket directly.
-                if !tungstenite_clean {
-                    match ws.flush().now_or_never() {
-                        Some(Ok(())) => tungstenite_clean = true,
-                        Some(Err(_)) => {
-                            close_signal.request(CloseRequest::Abort); // the select ends the loop
-                        }
-                        None => {} // the socket is full: broadcasts keep queuing
-                    }
-                }
-                if tungstenite_clean {
-                    wire.open(|| rx.is_empty());
-                }
-                tokio::select! {
-                    biased;
-                    () = &mut closing => Step::Close,
-                    queued = rx.recv() => Step::Queued(queued),
-                    // A fixed deadline: messages written meanwhile don't push the retry back.
-                    () = sleep_until_retry(relay.as_ref()), if relay.is_some() => Step::RetryRelay,
-                    frame = ws.next(), if relay.is_none() => Step::Frame(frame),
-                    _ = ping.tick() => Step::Ping,
-                }
+                pending.backoff = (pending.backoff * 2).min(RELAY_RETRY_MAX);
+                pending.retry_at = Instant::now() + pending.backoff;
+                Some(pending)
             }
+        }
+    }
+
+    async fn ping(&mut self) {
+        let now = unix_ms();
+        let info = &self.info;
+        if self.heartbeat.paused(now) {
+            tracing::debug!(client = %info.client_id, "resumed after a pause; pinging before judging silence");
+        }
+        let silent = self.heartbeat.silence(now, info.last_activity());
+        if silent >= self.hub.inner.settings.client_timeout {
+            tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
+            self.close.request(CloseRequest::frame(
+                close::GOING_AWAY,
+                close::REASON_HEARTBEAT_TIMEOUT,
+            ));
+        } else if self.outbox.is_writing() {
+            // A frame a broadcast left half-written goes first; the next tick pings.
+        } else if !matches!(
+            timeout(
+                CLOSE_WRITE_TIMEOUT,
+                self.ws.send(Message::Ping(Default::default()))
+            )
+            .await,
+            Ok(Ok(()))
+        ) {
+            // Timed out or failed: the ping may be half-written, so nothing else may follow it
+            // on this connection.
+            self.close.request(CloseRequest::Abort);
+        }
+    }
+
+    /// A write failed: the connection is broken.
+    fn abort(&self, error: &dyn std::fmt::Display) {
+        tracing::debug!(client = %self.info.client_id, "write failed: {error}");
+        self.close.request(CloseRequest::Abort);
+    }
+
+    /// Ends the connection as requested: the fan-out writes out what must precede the close
+    /// frame, then the close frame goes, then the device's answer is awaited (all bounded).
+    async fn finish(mut self) {
+        // No request: the server is going away under us. Abort: the connection is already broken.
+        let Some(request) = self.close.get().filter(|r| *r != CloseRequest::Abort) else {
+            return;
         };
-        // Awake: the socket is this task's again.
-        let Some(step) = half_written_first(wire.take(), step, &mut in_flight, rx) else {
-            continue;
+        let send = async {
+            let drain = matches!(request, CloseRequest::Frame { drain: true, .. });
+            self.outbox.write_out(&mut self.ws, drain).await?;
+            let CloseRequest::Frame { code, reason, .. } = &request else {
+                return Ok(()); // PeerClosed: the answer was just flushed
+            };
+            let frame = CloseFrame {
+                code: CloseCode::from(*code),
+                reason: reason.as_ref().into(),
+            };
+            self.ws.close(Some(frame)).await
         };
-        match step {
-            Step::Close => break,
-            Step::Frame(frame) => {
-                tungstenite_clean = false;
-                match on_frame(hub, info, frame) {
-                    Reply::Nothing => {}
-                    Reply::Close(request) => {
-                        close_signal.request(request);
-                    }
-                    Reply::Relay(bytes) => {
-                        relay = try_relay(hub, info, PendingRelay::new(bytes));
-                    }
-                }
-            }
-            Step::RetryRelay => {
-                relay = relay.and_then(|pending| try_relay(hub, info, pending));
-            }
-            Step::Queued(None) => {
-                // Dropped from the registry without a request: the server is stopping.
-                close_signal.request(CloseRequest::frame(close::GOING_AWAY, close::REASON_STOPPING));
-            }
-            Step::Queued(Some(frame)) => {
-                // Only a half-written frame is in flight at a wake-up, and it is first in the queue.
-                debug_assert!(
-                    in_flight.is_none(),
-                    "a queued frame would overtake the one in flight"
-                );
-                // tungstenite may hold a pong or close answer; it must reach the wire first. A
-                // device that takes nothing for the client timeout is gone (as for raw writes).
-                if !tungstenite_clean {
-                    let flushed =
-                        timeout(settings.client_timeout, flush_tungstenite(ws, closing.as_mut())).await;
-                    if !matches!(flushed, Ok(Ok(()))) {
-                        close_signal.request(CloseRequest::Abort);
-                        continue;
-                    }
-                    // A close request cuts the flush short; then `finish` flushes.
-                    tungstenite_clean = !closing.is_terminated();
-                }
-                in_flight = if closing.is_terminated() {
-                    Some(frame) // `finish` decides whether it still goes out
-                } else {
-                    write_ready(ws, rx, frame, close_signal, info)
-                };
-            }
-            Step::Wrote(Ok(done)) => {
-                info.wrote(); // `write_some` only returns Ok after moving some bytes
-                if done {
-                    in_flight = match rx.try_recv() {
-                        Ok(next) => write_ready(ws, rx, next, close_signal, info),
-                        Err(_) => None,
-                    };
-                }
-            }
-            Step::Wrote(Err(e)) => {
-                tracing::debug!(client = %info.client_id, "write failed: {e}");
-                close_signal.request(CloseRequest::Abort);
-            }
-            Step::Ping => {
-                let now = unix_ms();
-                if heartbeat.paused(now) {
-                    tracing::debug!(client = %info.client_id, "resumed after a pause; pinging before judging silence");
-                }
-                let silent = heartbeat.silence(now, info.last_activity());
-                if silent >= settings.client_timeout {
-                    tracing::info!(client = %info.client_id, "no sign of life for {silent:?}; dropping the device");
-                    close_signal.request(CloseRequest::frame(
-                        close::GOING_AWAY,
-                        close::REASON_HEARTBEAT_TIMEOUT,
-                    ));
-                } else if in_flight.is_some() {
-                    // A frame a broadcast left half-written goes first; the next tick pings.
-                } else if !matches!(
-                    timeout(CLOSE_WRITE_TIMEOUT, ws.send(Message::Ping(Default::default()))).await,
-                    Ok(Ok(()))
-                ) {
-                    // Timed out or failed: the ping may be half-written, so nothing else may
-                    // follow it on this connection.
-                    close_signal.request(CloseRequest::Abort);
-                }
-            }
+        let sent = timeout(CLOSE_WRITE_TIMEOUT, send).await;
+        if matches!(request, CloseRequest::Frame { .. }) && matches!(sent, Ok(Ok(()))) {
+            // Let the device's close answer arrive so that it sees a clean close, not a reset.
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(Ok(_)) = self.ws.next().await {}
+            })
+            .await;
         }
     }
-    // Off the list before the close handshake: a closing device gets no more broadcasts and
-    // no longer counts as connected (session expiry waits for none to be connected).
-    hub.inner.registry.remove(&info.client_id);
-    hub.publish_presence();
-    finish(ws, rx, in_flight, close_signal.get()).await;
-}
-
-/// Right after a wake-up, with `half_written` from [`super::wire::Wire::take`]: a frame a
-/// broadcast left half-written is first in the queue, and becomes the frame in flight, so that
-/// nothing (not even the pong to a ping just read) reaches the socket before its rest. Returns
-/// the step still to handle, if any.
-fn half_written_first(
-    half_written: bool,
-    step: Step,
-    in_flight: &mut Option<RawFrame>,
-    rx: &mut mpsc::Receiver<RawFrame>,
-) -> Option<Step> {
-    match step {
-        Step::Queued(Some(frame)) if frame.is_partial() => {
-            *in_flight = Some(frame);
-            None
-        }
-        step => {
-            if half_written && in_flight.is_none() {
-                *in_flight = rx.try_recv().ok();
-            }
-            Some(step)
-        }
-    }
-}
-
-/// Relays if every other device has room; gives the message back if it must wait longer.
-fn try_relay(hub: &Hub, info: &ClientInfo, mut pending: PendingRelay) -> Option<PendingRelay> {
-    let give_up = pending.since.elapsed() >= RELAY_STALL;
-    match hub.relay(&pending.bytes, &info.client_id, give_up) {
-        Some(_) => None,
-        None => {
-            pending.backoff = (pending.backoff * 2).min(RELAY_RETRY_MAX);
-            pending.retry_at = Instant::now() + pending.backoff;
-            Some(pending)
-        }
-    }
-}
-
-/// Writes `frame`, then whatever else is queued, as far as the socket takes it without waiting:
-/// most broadcasts fit in the socket buffer whole, and then they need no timer and no further
-/// trip through the select. Returns the frame still to write, if any; on a write error the
-/// connection is asked to abort.
-fn write_ready(
-    ws: &Socket,
-    rx: &mut mpsc::Receiver<RawFrame>,
-    mut frame: RawFrame,
-    close_signal: &CloseSignal,
-    info: &ClientInfo,
-) -> Option<RawFrame> {
-    for _ in 0..WRITE_BURST {
-        let before = frame.written();
-        let wrote = frame.try_write(ws.get_ref().stream());
-        if frame.written() > before {
-            info.wrote();
-        }
-        match wrote {
-            Ok(true) => match rx.try_recv() {
-                Ok(next) => frame = next,
-                Err(_) => return None,
-            },
-            Ok(false) => return Some(frame),
-            Err(e) => {
-                tracing::debug!(client = %info.client_id, "write failed: {e}");
-                close_signal.request(CloseRequest::Abort);
-                return None;
-            }
-        }
-    }
-    // Burst spent: the rest goes through the select, where a close request can cut in. (Reads
-    // and pings wait until the queue is empty: writes come first.)
-    Some(frame)
 }
 
 async fn sleep_until_retry(relay: Option<&PendingRelay>) {
@@ -334,61 +304,6 @@ async fn sleep_until_retry(relay: Option<&PendingRelay>) {
 
 async fn wait_closing(mut closing: watch::Receiver<Option<CloseRequest>>) {
     let _ = closing.wait_for(Option::is_some).await;
-}
-
-async fn flush_tungstenite(ws: &mut Socket, closing: Pin<&mut impl Future<Output = ()>>) -> Result<(), ()> {
-    tokio::select! {
-        biased;
-        () = closing => Ok(()),
-        flushed = ws.flush() => flushed.map_err(|_| ()),
-    }
-}
-
-/// Ends the connection as requested: finish a half-written frame (a cut frame would corrupt
-/// the stream), send what is queued if draining, send the close frame, wait for the answer.
-async fn finish(
-    ws: &mut Socket,
-    rx: &mut mpsc::Receiver<RawFrame>,
-    in_flight: Option<RawFrame>,
-    request: Option<CloseRequest>,
-) {
-    // No request: the server is going away under us. Abort: the connection is already broken.
-    let Some(request) = request.filter(|r| *r != CloseRequest::Abort) else {
-        return;
-    };
-    let send = async {
-        let mut unstarted = None;
-        if let Some(mut frame) = in_flight {
-            if frame.is_partial() {
-                // Started on a clean stream (see `Step::Queued`): complete it before anything else.
-                frame.finish(ws.get_ref().stream()).await.map_err(WsError::Io)?;
-            } else {
-                unstarted = Some(frame);
-            }
-        }
-        // tungstenite may hold a half-sent pong, or the answer to the device's close frame: it
-        // goes out before any more raw frames.
-        ws.flush().await?;
-        let CloseRequest::Frame { code, reason, drain } = &request else {
-            return Ok(()); // PeerClosed: the answer was just flushed
-        };
-        if *drain {
-            let queued = std::iter::from_fn(|| rx.try_recv().ok());
-            for mut frame in unstarted.into_iter().chain(queued) {
-                frame.finish(ws.get_ref().stream()).await.map_err(WsError::Io)?;
-            }
-        }
-        let frame = CloseFrame {
-            code: CloseCode::from(*code),
-            reason: reason.as_ref().into(),
-        };
-        ws.close(Some(frame)).await
-    };
-    let sent = timeout(CLOSE_WRITE_TIMEOUT, send).await;
-    if matches!(request, CloseRequest::Frame { .. }) && matches!(sent, Ok(Ok(()))) {
-        // Let the device's close answer arrive so that it sees a clean close, not a reset.
-        let _ = timeout(CLOSE_GRACE, async { while let Some(Ok(_)) = ws.next().await {} }).await;
-    }
 }
 
 /// Handles one incoming frame.
@@ -476,50 +391,5 @@ fn on_viewer_text(info: &ClientInfo, message: ClientMessage) -> Reply {
             tracing::debug!(client = %info.client_id, "ignoring a viewer's message other than heartbeat or disconnect");
             Reply::Nothing
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-
-    fn frame(text: &'static str) -> RawFrame {
-        RawFrame::text(Bytes::from(text))
-    }
-
-    #[test]
-    fn a_half_written_frame_goes_before_the_pong_to_a_ping_read_meanwhile() {
-        let (tx, mut rx) = mpsc::channel(4);
-        tx.try_send(frame("half").written_for_test(3)).expect("room");
-        tx.try_send(frame("next")).expect("room");
-        let mut in_flight = None;
-        let ping = Step::Frame(Some(Ok(Message::Ping(Default::default()))));
-        let step = half_written_first(true, ping, &mut in_flight, &mut rx);
-        assert!(matches!(step, Some(Step::Frame(_))), "the ping is still handled");
-        let first = in_flight.expect("the half-written frame is in flight");
-        assert_eq!((first.payload_str(), first.written()), ("half", 3));
-        assert_eq!(rx.try_recv().expect("still queued").payload_str(), "next");
-    }
-
-    #[test]
-    fn a_half_written_frame_taken_from_the_queue_goes_out_before_anything_else() {
-        let (_tx, mut rx) = mpsc::channel(4);
-        let mut in_flight = None;
-        let queued = Step::Queued(Some(frame("half").written_for_test(1)));
-        assert!(half_written_first(true, queued, &mut in_flight, &mut rx).is_none());
-        assert_eq!(in_flight.expect("in flight").written(), 1);
-    }
-
-    #[test]
-    fn without_a_half_written_frame_the_queue_is_left_alone() {
-        let (tx, mut rx) = mpsc::channel(4);
-        tx.try_send(frame("queued")).expect("room");
-        let mut in_flight = None;
-        let step = half_written_first(false, Step::Ping, &mut in_flight, &mut rx);
-        assert!(matches!(step, Some(Step::Ping)));
-        assert!(in_flight.is_none());
-        assert_eq!(rx.len(), 1);
     }
 }

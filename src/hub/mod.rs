@@ -5,13 +5,12 @@ pub mod auth;
 pub mod backoff;
 mod connection;
 mod device;
-pub mod frame;
+mod fanout;
 pub mod handshake;
 mod heartbeat;
 mod log_entry;
 pub mod registry;
 mod violation;
-pub mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};

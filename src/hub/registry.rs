@@ -13,12 +13,15 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::frame::RawFrame;
-use super::wire::{Wire, DIRECT_MAX};
+use super::fanout::{Broadcast, Handed};
+// The types of `ClientEntry`'s fields, for those who build one (the benches); what they do is
+// the fan-out's business.
+pub use super::fanout::{RawFrame, Wire};
 use crate::protocol::{close, ApkInfo, Role};
 use crate::session::unix_ms;
 
-/// Messages that may wait for one device (SPEC §4). A device further behind is closed with 1013.
+/// Messages that may wait for one device (docs/protocol.md, "Flow control"). A device further
+/// behind is closed with 1013.
 pub const CLIENT_QUEUE_CAPACITY: usize = 256;
 /// Queue slots that relayed device logs leave free. A burst of `client:log` (an app starting
 /// up, a crash dump) is relayed only while every other device has this much room, so the
@@ -29,13 +32,6 @@ pub const RELAY_HEADROOM: usize = 64;
 /// took nothing off its queue for this long is stuck, and is closed with 1013; one that is
 /// draining, however slowly, gets the log (a queue that is full is closed as for any broadcast).
 pub const RELAY_STALL: Duration = Duration::from_millis(500);
-/// The last devices of a broadcast that the broadcasting thread writes to itself, however many
-/// workers there are, are one in this many. A device's own task costs a little more per write
-/// than a direct write (waking and polling it), so the other workers' backlog grows with the
-/// number of devices; tasks woken at the end would only queue behind it while this thread is
-/// about to be free. Measured (BENCHMARKS.md): with 1000 devices a tail of 128 beat none, and
-/// with 100 devices a tail of one in eight beat writing to all 100 directly.
-pub const DIRECT_TAIL_SHARE: usize = 8;
 
 /// Why and how a connection should end. The first request wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +112,6 @@ pub struct ClientInfo {
     /// Unix ms.
     pub connected_at: u64,
     last_activity: AtomicU64,
-    /// Unix ms when the device last took bytes off its queue's writer.
-    last_progress: AtomicU64,
 }
 
 impl ClientInfo {
@@ -130,7 +124,6 @@ impl ClientInfo {
             addr,
             connected_at: now,
             last_activity: AtomicU64::new(now),
-            last_progress: AtomicU64::new(now),
         }
     }
 
@@ -140,23 +133,6 @@ impl ClientInfo {
 
     pub fn last_activity(&self) -> u64 {
         self.last_activity.load(Ordering::Relaxed)
-    }
-
-    /// Records that bytes reached the device's socket.
-    pub fn wrote(&self) {
-        self.last_progress.store(unix_ms(), Ordering::Relaxed);
-    }
-
-    /// Pretends nothing reached the device's socket for `quiet`.
-    #[cfg(test)]
-    pub fn stalled_for_test(&self, quiet: Duration) {
-        let then = unix_ms().saturating_sub(u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX));
-        self.last_progress.store(then, Ordering::Relaxed);
-    }
-
-    /// How long since bytes last reached the device's socket.
-    pub fn stuck_for(&self) -> Duration {
-        Duration::from_millis(unix_ms().saturating_sub(self.last_progress.load(Ordering::Relaxed)))
     }
 
     pub fn is_device(&self) -> bool {
@@ -192,8 +168,8 @@ pub struct ClientSnapshot {
 pub struct ClientEntry {
     pub info: Arc<ClientInfo>,
     pub wire: Arc<Wire>,
-    /// Written to only through [`Wire::send_or_queue`] once registered (the greeting goes in
-    /// before the device's task runs): that keeps a direct write from overtaking a queued one.
+    /// Written to only through the fan-out's [`Broadcast`] once registered (the greeting goes
+    /// in before the device's task runs): that keeps a direct write from overtaking a queued one.
     pub queue: mpsc::Sender<RawFrame>,
     pub close: CloseSignal,
 }
@@ -301,7 +277,7 @@ impl Registry {
                 return None;
             }
             inner.clients.retain(|id, entry| {
-                let keep = !(behind(id, entry) && entry.info.stuck_for() >= RELAY_STALL);
+                let keep = !(behind(id, entry) && entry.wire.stuck_for() >= RELAY_STALL);
                 if !keep {
                     entry.close.request(too_slow());
                     stuck.push(id.clone());
@@ -372,15 +348,9 @@ impl Registry {
     }
 }
 
-/// Sends `bytes` to every client in `audience`; returns how many devices got it and the clients
+/// Sends `bytes` to every client in `audience` through the fan-out (which decides, per device,
+/// between writing directly and queuing); returns how many devices got it and the clients
 /// closed because their queue was full (logged by the caller, once the lock is released).
-///
-/// A small message goes straight to the socket of a device whose task is waiting for one
-/// ([`Wire::send_or_queue`]); but one thread writing to a thousand sockets leaves the runtime's
-/// other workers idle. So of every `workers` devices, all but one are queued for their own
-/// tasks, which the other workers run meanwhile, and this thread writes to the one; the last
-/// devices (one in [`DIRECT_TAIL_SHARE`]) it writes to itself. Large messages (a DEX patch) are
-/// always queued: each device's task writes its own copy, and the lock is not held for long.
 fn broadcast_locked(
     inner: &mut Inner,
     bytes: &Utf8Bytes,
@@ -388,34 +358,22 @@ fn broadcast_locked(
 ) -> (usize, Vec<String>) {
     let mut delivered = 0;
     let mut full = Vec::new();
-    // Serialized once: each device's frame shares the bytes.
-    let frame = RawFrame::text(bytes.clone().into());
-    let small = bytes.len() <= DIRECT_MAX;
-    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-    let count = inner.clients.len();
-    let shared = count - count / DIRECT_TAIL_SHARE;
-    let mut index = 0;
+    let mut broadcast = Broadcast::new(bytes, inner.clients.len());
     inner.clients.retain(|id, entry| {
         if !audience(&entry.info) {
             return true;
         }
-        let direct = small && (index >= shared || index % workers == 0);
-        index += 1;
-        let sent = entry.wire.send_or_queue(frame.clone(), &entry.queue, direct);
-        match sent {
-            Ok(sent) => {
-                if sent.wrote_some() {
-                    entry.info.wrote();
-                }
+        match broadcast.hand_to(&entry.wire, &entry.queue) {
+            Handed::Delivered => {
                 delivered += usize::from(entry.info.is_device());
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Handed::Full => {
                 entry.close.request(too_slow());
                 full.push(id.clone());
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Handed::Gone => false,
         }
     });
     (delivered, full)
@@ -520,7 +478,7 @@ mod tests {
         let (sender, mut sender_rx) = entry("sender", CLIENT_QUEUE_CAPACITY).await;
         let (other, mut other_rx) = entry("other", CLIENT_QUEUE_CAPACITY).await;
         let other_close = other.close.clone();
-        let other_info = other.info.clone();
+        let other_wire = other.wire.clone();
         registry.register(sender, |_| Some(vec![]));
         registry.register(other, |_| Some(vec![]));
         let room = CLIENT_QUEUE_CAPACITY - RELAY_HEADROOM;
@@ -546,7 +504,7 @@ mod tests {
         assert_eq!(other_close.get(), None);
         // Given up on, and "other" took nothing for the whole wait: closed with 1013, and the
         // log goes to the rest.
-        other_info.stalled_for_test(RELAY_STALL);
+        other_wire.stalled_for_test(RELAY_STALL);
         assert_eq!(registry.relay(&"log".into(), "sender", true), Some(1));
         assert_eq!(
             other_close.get().and_then(|r| r.code()),

@@ -74,20 +74,13 @@ fn header_len(payload_len: usize) -> usize {
 
 impl RawFrame {
     /// A single-frame text message carrying `payload` (already valid UTF-8).
-    pub fn text(payload: Bytes) -> Self {
+    pub(in crate::hub) fn text(payload: Bytes) -> Self {
         Self { payload, written: 0 }
-    }
-
-    /// The frame as if `written` bytes of it had reached a socket, for tests.
-    #[cfg(test)]
-    pub fn written_for_test(mut self, written: usize) -> Self {
-        self.written = written.min(self.total());
-        self
     }
 
     /// The message, for tests.
     #[cfg(test)]
-    pub fn payload_str(&self) -> &str {
+    pub(in crate::hub) fn payload_str(&self) -> &str {
         std::str::from_utf8(&self.payload).expect("text frames carry UTF-8")
     }
 
@@ -96,17 +89,17 @@ impl RawFrame {
     }
 
     /// Bytes of the frame already on the socket.
-    pub fn written(&self) -> usize {
+    pub(super) fn written(&self) -> usize {
         self.written
     }
 
     /// True once every byte is on the socket.
-    pub fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         self.written == self.total()
     }
 
     /// True if part, but not all, of the frame was written.
-    pub fn is_partial(&self) -> bool {
+    pub(super) fn is_partial(&self) -> bool {
         self.written > 0 && !self.is_done()
     }
 
@@ -121,7 +114,7 @@ impl RawFrame {
     }
 
     /// Waits until the socket takes some of the frame; returns true when the frame is complete.
-    pub async fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
+    pub(super) async fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
         let header = Header::for_payload(self.payload.len());
         while !self.is_done() {
             stream.writable().await?;
@@ -141,7 +134,7 @@ impl RawFrame {
     /// Writes as much as the socket takes without waiting; returns true when the frame is
     /// complete (false: the socket takes no more now, or tokio has not yet seen it writable;
     /// try again when it is writable).
-    pub fn try_write(&mut self, stream: &TcpStream) -> io::Result<bool> {
+    pub(super) fn try_write(&mut self, stream: &TcpStream) -> io::Result<bool> {
         let header = Header::for_payload(self.payload.len());
         while !self.is_done() {
             match stream.try_write_vectored(&self.remaining(&header)) {
@@ -155,7 +148,7 @@ impl RawFrame {
     }
 
     /// Writes the rest of the frame.
-    pub async fn finish(&mut self, stream: &TcpStream) -> io::Result<()> {
+    pub(super) async fn finish(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.write_some(stream).await? {}
         Ok(())
     }

@@ -1,24 +1,14 @@
-//! A device's TCP socket, shared by the device's task and by broadcasts.
-//!
-//! A broadcast of a small message writes it straight to the socket when the device's task is
-//! parked with nothing of its own to write, instead of queuing it and waking the task: with a
-//! thousand devices that is a thousand task wake-ups and polls saved per message, and the first
-//! device gets the message before the last one is even queued. Everything else (a device that
-//! is behind, large messages, the devices a broadcast hands to the runtime's other workers, pings,
-//! pongs, the close handshake) goes through the task and its queue, as before.
-//!
-//! Who may write is decided by the [`Gate`], under its lock. The task takes the socket back
-//! whenever it wakes up, and opens it again only when it parks with its queue empty and nothing
-//! of its own half-sent, so a direct write always starts on a frame boundary and never overtakes
-//! a queued message. A direct write the socket took only in part leaves the rest first in the
-//! queue, and nothing else is written before it.
+//! A device's TCP socket, shared by the device's task and by broadcasts, and the gate that says
+//! which of them may write to it now (the rules are at the top of [`super`]).
 
 use parking_lot::Mutex;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,37 +16,44 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 
 use super::frame::RawFrame;
+use crate::session::unix_ms;
 
 /// A device's WebSocket, over its shared socket.
 pub type Socket = WebSocketStream<WireIo>;
-
-/// Largest message a broadcast writes directly. Small messages (build events, logs) nearly
-/// always fit in the socket buffer whole; a DEX patch is written by each device's own task,
-/// so that the devices' writes overlap and no broadcast holds the registry for long.
-pub const DIRECT_MAX: usize = 16 * 1024;
 
 /// Who may write to the socket now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gate {
     /// The device's task writes and decides the order; broadcasts queue.
     Task,
-    /// The task is parked with its queue empty and nothing half-sent: broadcasts write directly.
+    /// The task is parked with its queue empty and nothing in flight or held by tungstenite:
+    /// broadcasts write whole small frames directly.
     Open,
     /// A direct write left a frame half-written. Its rest is first in the queue, and the task
     /// must finish it before anything else reaches the socket.
     HalfWritten,
 }
 
-/// One device's socket and the gate that says who writes to it.
+#[derive(Debug)]
+struct GateState {
+    gate: Gate,
+    /// tungstenite's write waiting for the task to take back a half-written socket (see
+    /// [`WireIo`]); woken by [`Wire::take`], the only way out of [`Gate::HalfWritten`].
+    waiting_writer: Option<Waker>,
+}
+
+/// One device's socket, the gate that says who writes to it, and when it last took bytes.
 #[derive(Debug)]
 pub struct Wire {
     stream: TcpStream,
-    gate: Mutex<Gate>,
+    state: Mutex<GateState>,
+    /// Unix ms when bytes last reached the socket.
+    last_progress: AtomicU64,
 }
 
 /// What [`Wire::send_or_queue`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
+pub(super) enum Sent {
     /// Written whole to the socket.
     Direct,
     /// Written in part; the rest is queued for the device's task.
@@ -65,23 +62,37 @@ pub enum Sent {
     Queued,
 }
 
-impl Sent {
-    /// True if bytes reached the socket.
-    pub fn wrote_some(self) -> bool {
-        self != Self::Queued
-    }
-}
-
 impl Wire {
     pub fn new(stream: TcpStream) -> Arc<Self> {
         Arc::new(Self {
             stream,
-            gate: Mutex::new(Gate::Task),
+            state: Mutex::new(GateState {
+                gate: Gate::Task,
+                waiting_writer: None,
+            }),
+            last_progress: AtomicU64::new(unix_ms()),
         })
     }
 
-    pub fn stream(&self) -> &TcpStream {
+    pub(in crate::hub) fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// Records that bytes reached the socket.
+    pub(super) fn progressed(&self) {
+        self.last_progress.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since bytes last reached the socket.
+    pub(in crate::hub) fn stuck_for(&self) -> Duration {
+        Duration::from_millis(unix_ms().saturating_sub(self.last_progress.load(Ordering::Relaxed)))
+    }
+
+    /// Pretends nothing reached the socket for `quiet`.
+    #[cfg(test)]
+    pub(in crate::hub) fn stalled_for_test(&self, quiet: Duration) {
+        let then = unix_ms().saturating_sub(u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX));
+        self.last_progress.store(then, Ordering::Relaxed);
     }
 
     /// A broadcast's write: directly if `direct` and the gate is open, otherwise (and for
@@ -90,20 +101,28 @@ impl Wire {
     /// can't be written directly past one still queued, and the task, parking, sees it. A write
     /// error is left for the task to meet: the frame is queued, and the task's own write fails
     /// and closes the connection.
-    pub fn send_or_queue(
+    pub(super) fn send_or_queue(
         &self,
         mut frame: RawFrame,
         queue: &mpsc::Sender<RawFrame>,
         direct: bool,
     ) -> Result<Sent, mpsc::error::TrySendError<RawFrame>> {
-        let mut gate = self.gate.lock();
-        if !direct || *gate != Gate::Open {
-            if *gate == Gate::Open {
-                *gate = Gate::Task; // the task wakes for the queued message and takes it anyway
+        let mut state = self.state.lock();
+        if !direct || state.gate != Gate::Open {
+            if state.gate == Gate::Open {
+                state.gate = Gate::Task; // the task wakes for the queued message and takes it anyway
             }
             return queue.try_send(frame).map(|()| Sent::Queued);
         }
-        if let Ok(true) = frame.try_write(&self.stream) {
+        // A socket write under this lock (and the registry's): it can't wait. `try_write` is
+        // `try_write_vectored` on a socket tokio keeps non-blocking, repeated only while it
+        // makes progress on a frame of at most `DIRECT_MAX` bytes; "the socket is full"
+        // comes back as `Ok(false)`, never as a wait (the proof in full: "Locks", in `super`).
+        let written = frame.try_write(&self.stream);
+        if frame.written() > 0 {
+            self.progressed();
+        }
+        if let Ok(true) = written {
             return Ok(Sent::Direct);
         }
         let (next, sent) = if frame.is_partial() {
@@ -111,7 +130,7 @@ impl Wire {
         } else {
             (Gate::Task, Sent::Queued)
         };
-        *gate = next;
+        state.gate = next;
         // The gate was open, so the queue is empty and has room (only a task that is gone
         // refuses it).
         queue.try_send(frame).map(|()| sent)
@@ -119,32 +138,57 @@ impl Wire {
 
     /// The task takes the socket back. Returns true if a direct write left a frame half-written:
     /// it is first in the task's queue and must be finished before anything else is written.
-    pub fn take(&self) -> bool {
-        let mut gate = self.gate.lock();
-        let half_written = *gate == Gate::HalfWritten;
-        *gate = Gate::Task;
+    pub(super) fn take(&self) -> bool {
+        let mut state = self.state.lock();
+        let half_written = state.gate == Gate::HalfWritten;
+        state.gate = Gate::Task;
+        let waiting = state.waiting_writer.take();
+        drop(state);
+        if let Some(writer) = waiting {
+            writer.wake(); // the task itself: it polls its socket again once it is done here
+        }
         half_written
     }
 
-    /// The task parks with nothing of its own half-sent: broadcasts may write directly from now
-    /// on, unless something is queued (`queue_empty` is asked under the gate's lock, so a
-    /// broadcast either queued before this or sees the gate open).
-    pub fn open(&self, queue_empty: impl FnOnce() -> bool) {
-        let mut gate = self.gate.lock();
-        if *gate == Gate::Task && queue_empty() {
-            *gate = Gate::Open;
+    /// The task parks with nothing of its own in flight or held by tungstenite: broadcasts may
+    /// write directly from now on, unless something is queued (`queue_empty` is asked under the
+    /// gate's lock, so a broadcast either queued before this or sees the gate open).
+    pub(super) fn open(&self, queue_empty: impl FnOnce() -> bool) {
+        let mut state = self.state.lock();
+        if state.gate == Gate::Task && queue_empty() {
+            state.gate = Gate::Open;
         }
     }
 
-    fn task_writes(&self) -> bool {
-        *self.gate.lock() == Gate::Task
+    /// For tungstenite's writes, which only the task makes: true if the task may write now. An
+    /// open gate is taken back at once (its queue is empty and nothing is half-written, so the
+    /// socket is at a frame boundary and nothing queued is overtaken); a half-written one makes
+    /// the write wait, with `cx`'s waker kept for [`Wire::take`].
+    fn claim_for_tungstenite(&self, cx: &Context<'_>) -> bool {
+        let mut state = self.state.lock();
+        match state.gate {
+            Gate::Task => true,
+            Gate::Open => {
+                state.gate = Gate::Task;
+                true
+            }
+            Gate::HalfWritten => {
+                match &mut state.waiting_writer {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                false
+            }
+        }
     }
 }
 
 /// The socket as tungstenite reads and writes it: reads as usual; writes (the handshake, pongs,
-/// pings, the close handshake) only while the task holds the gate. While the gate is open, a
-/// pong tungstenite wants to send while reading waits: its write reports `Pending` and
-/// tungstenite keeps the frame, whole, until the task flushes it after taking the gate back.
+/// pings, the close handshake) once the gate is the task's. Only the device's task drives
+/// tungstenite, so a write that finds the gate open takes it back; one that finds a frame
+/// half-written reports `Pending` until [`Wire::take`] wakes it (tungstenite keeps the bytes,
+/// whole, meanwhile). Once the gate is the task's, only the task changes it, so the write that
+/// follows the check can't meet a broadcast's.
 #[derive(Debug)]
 pub struct WireIo(pub Arc<Wire>);
 
@@ -177,10 +221,8 @@ impl AsyncRead for WireIo {
 
 impl AsyncWrite for WireIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if !self.0.task_writes() {
-            // Only reached while the task reads with the gate open (see the type's doc); the
-            // task flushes once it holds the gate, so no wake-up is needed.
-            return Poll::Pending;
+        if !self.0.claim_for_tungstenite(cx) {
+            return Poll::Pending; // the waker is kept: `Wire::take` wakes it
         }
         let stream = self.stream();
         loop {
@@ -196,7 +238,11 @@ impl AsyncWrite for WireIo {
         Poll::Ready(Ok(())) // TCP writes are not buffered here
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A FIN is a write too: never in the middle of a broadcast's frame.
+        if !self.0.claim_for_tungstenite(cx) {
+            return Poll::Pending;
+        }
         let fd = self.stream().as_raw_fd();
         Poll::Ready(
             nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write).map_err(io::Error::from),
@@ -207,7 +253,8 @@ impl AsyncWrite for WireIo {
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
-    use std::task::Waker;
+    use std::sync::atomic::AtomicBool;
+    use std::task::Wake;
 
     use bytes::Bytes;
     use tokio::io::AsyncReadExt;
@@ -251,6 +298,21 @@ mod tests {
             cursor.set_position((start + len as usize) as u64);
         }
         numbers
+    }
+
+    /// Fills the socket with direct writes until one is not taken whole; returns how many
+    /// frames were handed out and what became of the last.
+    fn fill(wire: &Wire, queue: &mpsc::Sender<RawFrame>, rx: &mpsc::Receiver<RawFrame>) -> (usize, Sent) {
+        let mut next = 0;
+        loop {
+            wire.open(|| rx.is_empty());
+            let sent = wire.send_or_queue(numbered(next), queue, true).expect("room");
+            next += 1;
+            if sent != Sent::Direct {
+                return (next, sent);
+            }
+            assert!(next < 10_000, "the socket never filled up");
+        }
     }
 
     #[tokio::test]
@@ -307,23 +369,15 @@ mod tests {
         let (wire, mut peer) = pair().await;
         let (queue, mut rx) = mpsc::channel(8);
         // Nobody reads: direct writes go out whole until the socket can't take one whole.
-        let mut next = 0;
-        let last_direct = loop {
-            wire.open(|| rx.is_empty());
-            let sent = wire.send_or_queue(numbered(next), &queue, true).expect("room");
-            next += 1;
-            if sent != Sent::Direct {
-                break sent;
-            }
-            assert!(next < 10_000, "the socket never filled up");
-        };
+        let (mut next, last) = fill(&wire, &queue, &rx);
         assert!(next > 1, "some frames went out whole first");
-        assert_eq!(wire.take(), last_direct == Sent::Partly);
+        assert_eq!(wire.take(), last == Sent::Partly);
         // Meanwhile the gate is the task's: the next broadcast queues behind the rest.
         assert_eq!(
             wire.send_or_queue(numbered(next), &queue, true).expect("room"),
             Sent::Queued
         );
+        next += 1;
         let reader = tokio::spawn(async move {
             let mut bytes = Vec::new();
             peer.read_to_end(&mut bytes).await.expect("read");
@@ -334,30 +388,69 @@ mod tests {
             frame.finish(wire.stream()).await.expect("write");
         }
         drop(wire);
-        let bytes = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+        let bytes = tokio::time::timeout(Duration::from_secs(10), reader)
             .await
             .expect("the peer reads everything")
             .expect("reader");
-        assert_eq!(frame_numbers(&bytes), (0..=next).collect::<Vec<_>>());
+        assert_eq!(frame_numbers(&bytes), (0..next).collect::<Vec<_>>());
     }
 
     #[tokio::test]
-    async fn tungstenite_writes_only_while_the_task_holds_the_gate() {
+    async fn tungstenite_takes_an_open_gate_back_and_writes() {
         let (wire, mut peer) = pair().await;
+        let (queue, rx) = mpsc::channel(8);
         let mut io = WireIo(wire.clone());
         let mut cx = Context::from_waker(Waker::noop());
         wire.open(|| true);
-        assert!(
-            Pin::new(&mut io).poll_write(&mut cx, b"pong").is_pending(),
-            "a pong waits while broadcasts may write"
-        );
-        assert!(!wire.take());
         assert!(matches!(
             Pin::new(&mut io).poll_write(&mut cx, b"pong"),
             Poll::Ready(Ok(4))
         ));
+        assert_eq!(
+            wire.send_or_queue(numbered(0), &queue, true).expect("room"),
+            Sent::Queued,
+            "the gate is the task's again: broadcasts queue"
+        );
+        assert_eq!(rx.len(), 1);
         let mut bytes = [0; 4];
         peer.read_exact(&mut bytes).await.expect("read");
         assert_eq!(&bytes, b"pong");
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_waiting_for_a_half_written_frame_is_woken_when_the_task_takes_the_socket() {
+        let (wire, _peer) = pair().await;
+        let (queue, rx) = mpsc::channel(8);
+        // Far more than a socket buffer holds: the socket takes a part of it, never all.
+        wire.open(|| rx.is_empty());
+        let huge = RawFrame::text(Bytes::from("z".repeat(16 << 20)));
+        assert_eq!(
+            wire.send_or_queue(huge, &queue, true).expect("room"),
+            Sent::Partly
+        );
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let mut io = WireIo(wire.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            Pin::new(&mut io).poll_write(&mut cx, b"pong").is_pending(),
+            "nothing may cut into the half-written frame"
+        );
+        assert!(!flag.0.load(Ordering::SeqCst));
+        assert!(wire.take(), "the task learns of the half-written frame");
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the pending write was woken: a Pending always has a wake-up arranged"
+        );
     }
 }
