@@ -124,17 +124,7 @@ async fn hot_saves(
         .arg("dev")
         .arg("--project")
         .arg(project)
-        .args([
-            "--json",
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--host",
-            "127.0.0.1",
-        ])
+        .args(shared::LOOPBACK_JSON)
         .args(["--no-initial-build", "--build-cmd", "true", "-q"])
         .env("ANDROID_HOME", sdk)
         .env_remove("RUST_LOG")

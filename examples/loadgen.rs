@@ -231,17 +231,7 @@ impl Server {
         cmd.arg("dev")
             .arg("--project")
             .arg(project.path())
-            .args([
-                "--json",
-                "--port",
-                "0",
-                "--ws-port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--host",
-                "127.0.0.1",
-            ])
+            .args(shared::LOOPBACK_JSON)
             .args(["--no-initial-build", "--max-clients", "5000", "-q"])
             .arg("--debounce")
             .arg(format!("{}ms", DEBOUNCE.as_millis()))

@@ -4,6 +4,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// `dev` flags every measurement uses: `--json` events, ephemeral ports, loopback only.
+pub const LOOPBACK_JSON: &[&str] = &[
+    "--json",
+    "--port",
+    "0",
+    "--ws-port",
+    "0",
+    "--bind",
+    "127.0.0.1",
+    "--host",
+    "127.0.0.1",
+];
+
 /// The server binary built next to this example: `target/<profile>/examples/<example>` →
 /// `target/<profile>/jetstart-rs`, so an example measures the binary of its own profile.
 pub fn default_server() -> Result<PathBuf> {

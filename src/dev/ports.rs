@@ -102,13 +102,8 @@ mod tests {
         assert!(all.iter().all(Result::is_ok));
     }
 
-    #[test]
-    fn a_default_port_in_use_moves_on_but_an_exact_one_fails() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _guard = runtime.enter();
+    #[tokio::test]
+    async fn a_default_port_in_use_moves_on_but_an_exact_one_fails() {
         let taken = bind([127, 0, 0, 1].into(), 0, "--port").expect("bind");
         let port = taken.local_addr().expect("addr").port();
         let moved = bind_port(
@@ -126,13 +121,8 @@ mod tests {
         assert!(bind_port([127, 0, 0, 1].into(), Port::Exact(port), "--port", 0).is_err());
     }
 
-    #[test]
-    fn a_port_in_use_names_the_port_and_the_flag() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _guard = runtime.enter();
+    #[tokio::test]
+    async fn a_port_in_use_names_the_port_and_the_flag() {
         let taken = bind([127, 0, 0, 1].into(), 0, "--port").expect("bind");
         let port = taken.local_addr().expect("addr").port();
         let error = bind([127, 0, 0, 1].into(), port, "--ws-port")

@@ -398,6 +398,19 @@ fn too_slow() -> CloseRequest {
 mod tests {
     use super::*;
 
+    fn apk() -> ApkInfo {
+        ApkInfo {
+            path: "app-debug.apk".into(),
+            size: 3,
+            hash: "00".repeat(32),
+            version_code: None,
+            version_name: None,
+            min_sdk_version: None,
+            target_sdk_version: None,
+            application_id: None,
+        }
+    }
+
     /// A device with a real socket whose task never parks: every message is queued.
     async fn entry(id: &str, capacity: usize) -> (ClientEntry, mpsc::Receiver<RawFrame>) {
         entry_as(id, capacity, Value::Null, "127.0.0.1:1").await
@@ -522,16 +535,7 @@ mod tests {
             assert!(last.is_none(), "nothing built yet");
             Some(vec![])
         });
-        let apk = ApkInfo {
-            path: "app-debug.apk".into(),
-            size: 3,
-            hash: "00".repeat(32),
-            version_code: None,
-            version_name: None,
-            min_sdk_version: None,
-            target_sdk_version: None,
-            application_id: None,
-        };
+        let apk = apk();
         assert_eq!(registry.broadcast_build(&"complete".into(), apk.clone()), 1);
         // A device that registers afterwards gets the build in its greeting instead.
         let (late, mut late_rx) = entry("late", 4).await;
@@ -598,16 +602,7 @@ mod tests {
         registry.register(device, |_| Some(vec!["hello".into()]));
         assert_eq!(device_rx.try_recv().expect("greeting").payload_str(), "hello");
         assert!(device_rx.try_recv().is_err(), "a device gets no replayed error");
-        let apk = ApkInfo {
-            path: "app-debug.apk".into(),
-            size: 3,
-            hash: "00".repeat(32),
-            version_code: None,
-            version_name: None,
-            min_sdk_version: None,
-            target_sdk_version: None,
-            application_id: None,
-        };
+        let apk = apk();
         registry.broadcast_build(&"complete".into(), apk);
         let (later, mut later_rx) = viewer("later", "127.0.0.1:3").await;
         registry.register(later, |_| Some(vec!["hello".into()]));
