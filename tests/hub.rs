@@ -259,6 +259,43 @@ async fn client_log_reaches_other_clients_and_the_terminal() {
     );
 }
 
+/// What a device sends is kept and passed on within budgets: a huge `deviceInfo` keeps its short
+/// top-level values, and a huge log reaches the other devices cut, saying so.
+#[tokio::test]
+async fn oversized_device_info_and_logs_are_kept_and_relayed_within_their_budgets() {
+    let (_p, mut dev) = start(&[]).await;
+    let (mut phone, _) = dev.connect().await;
+    dev.event("client-connected").await;
+    let mut big = ws_connect(&dev.ws_url()).await;
+    let mut hello = connect_message(&dev.ready.session_id, &dev.ready.token);
+    hello["deviceInfo"]["padding"] = json!("x".repeat(512 * 1024));
+    hello["deviceInfo"]["nested"] = json!({"deep": "y".repeat(64 * 1024)});
+    send_json(&mut big, &hello).await;
+    recv_type(&mut big, "core:connected").await;
+    let info = &dev.event("client-connected").await["deviceInfo"];
+    assert_eq!(info["model"], "Pixel Test");
+    assert_eq!(info["truncated"], true);
+    assert!(info.get("nested").is_none());
+    assert!(
+        info.to_string().len() <= 8 * 1024,
+        "{} bytes",
+        info.to_string().len()
+    );
+
+    let trace = "at com.example.Foo.bar(Foo.kt:1)\n".repeat(20_000); // ~680 KB
+    send_json(&mut big, &log_message("Crash", "error", &trace)).await;
+    let relayed = recv_type(&mut phone, "core:log").await;
+    assert!(
+        relayed.to_string().len() <= 64 * 1024 + 256,
+        "{} bytes",
+        relayed.to_string().len()
+    );
+    assert_eq!(relayed["log"]["tag"], "Crash");
+    assert_eq!(relayed["log"]["level"], "error");
+    let message = relayed["log"]["message"].as_str().expect("message");
+    assert!(message.starts_with("at com.example.Foo") && message.ends_with("bytes cut]"));
+}
+
 #[tokio::test]
 async fn heartbeat_status_unknown_and_malformed_messages_keep_the_socket_open() {
     let (_p, dev) = start(&[]).await;
@@ -415,8 +452,9 @@ async fn a_burst_of_logs_in_one_write_reaches_every_device_and_closes_none() {
 /// that frame. Once it reads, every frame must be whole, every broadcast there, pongs in order.
 #[tokio::test]
 async fn a_device_that_stops_reading_gets_whole_frames_and_its_pongs_afterwards() {
-    // 5.6 MB in all, more than a socket buffers; each device's own task writes frames this big.
-    stop_reading_then_catch_up(8, 700 * 1024).await;
+    // 5.7 MB in all, more than a socket buffers; each device's own task writes frames this big
+    // (under the 64 KiB a relayed log may have).
+    stop_reading_then_catch_up(95, 60 * 1024).await;
 }
 
 /// The same with small frames, which a broadcast writes straight to the socket of a device that

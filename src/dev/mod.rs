@@ -51,6 +51,7 @@ impl Dev {
         let http_limits = crate::http::serve::Limits {
             max_connections: budget.http_connections,
             header_timeout: config.http_header_timeout,
+            write_stall: crate::http::serve::WRITE_STALL,
         };
         // The HTTP port keeps clear of the WebSocket port's number and vice versa, so that
         // moving one on to a free port never takes the other's.

@@ -226,7 +226,7 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
     let client_id = hub.next_client_id();
     let info = Arc::new(ClientInfo::new(
         client_id.clone(),
-        accepted.device_info,
+        super::budget::device_info(accepted.device_info),
         accepted.addr,
     ));
     let (queue, rx) = mpsc::channel(CLIENT_QUEUE_CAPACITY);

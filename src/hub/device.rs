@@ -117,7 +117,7 @@ impl<'h> DeviceConnection<'h> {
     }
 
     /// Serves the device until its connection ends: off the registry first, then the close.
-    pub async fn run(mut self) {
+    pub async fn run(&mut self) {
         let interval = self.hub.inner.settings.ping_interval;
         // One future for the whole connection: registering a fresh waiter on every turn of the
         // loop would take the signal's lock twice per message, a thousand times per broadcast.
@@ -267,7 +267,7 @@ impl<'h> DeviceConnection<'h> {
 
     /// Ends the connection as requested: the fan-out writes out what must precede the close
     /// frame, then the close frame goes, then the device's answer is awaited (all bounded).
-    async fn finish(mut self) {
+    async fn finish(&mut self) {
         // No request: the server is going away under us. Abort: the connection is already broken.
         let Some(request) = self.close.get().filter(|r| *r != CloseRequest::Abort) else {
             return;
@@ -360,7 +360,7 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             inner.reporter.device_log(info.label(), &log);
             let message = CoreMessage::Log {
                 session_id: hub.session().id.clone(),
-                log,
+                log: super::budget::relayed_entry(log),
             };
             Reply::Relay(Utf8Bytes::from(message.encode()))
         }

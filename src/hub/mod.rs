@@ -3,6 +3,7 @@
 mod admission;
 pub mod auth;
 pub mod backoff;
+mod budget;
 mod connection;
 mod device;
 mod fanout;
