@@ -258,3 +258,50 @@ async fn a_hung_worker_is_killed_at_the_deadline_and_the_save_gets_a_full_build(
     recv_long(&mut ws, "core:build-complete").await;
     std::fs::remove_file(&hang).expect("unhang");
 }
+
+/// A full build that records other compiler inputs (the first build of a project always does)
+/// replaces the worker at once and warms the new one up: the save after the build finds it warm
+/// instead of starting a JVM.
+#[tokio::test]
+async fn a_full_build_with_new_compiler_inputs_warms_the_next_worker_before_any_save() {
+    let Some((project, tools)) = setup() else { return };
+    let lib = real_kotlin_lib().expect("checked by setup");
+    // The recorded compiler: the same jars in another order, so it is another worker's spec.
+    let mut jars = common::build::jars_in(&lib);
+    jars.reverse();
+    let recorded = std::env::join_paths(&jars).expect("a classpath");
+    let mut dev = start(
+        &project,
+        &tools,
+        &[],
+        &[("FAKE_COMPILER_CLASSPATH", recorded.to_string_lossy().into_owned())],
+    )
+    .await;
+    let (_ws, _) = dev.connect().await;
+    let stderr = wait_stderr_long(&dev, "compile worker warmed up").await;
+    let first = worker_pid(&stderr, 0);
+
+    project.save(
+        "app/src/main/res/values/strings.xml",
+        "<resources><string name=\"app_name\">Full</string></resources>\n",
+    );
+    dev.event_within("build-complete", WORKER_WAIT).await;
+    let stderr = wait_stderr_long(&dev, "compile worker replaced").await;
+    let found = tokio::time::timeout(WORKER_WAIT, async {
+        loop {
+            let stderr = dev.stderr();
+            let ready = stderr
+                .lines()
+                .filter(|l| l.contains("compile worker ") && l.ends_with(" ready"))
+                .count();
+            if ready >= 2 {
+                return stderr;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let stderr = found.unwrap_or_else(|_| panic!("no second worker before any save:\n{stderr}"));
+    assert_ne!(worker_pid(&stderr, 1), first);
+    assert!(wait_dead(first).await, "the old worker is gone");
+}

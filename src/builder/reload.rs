@@ -92,10 +92,11 @@ impl HotPath {
         Outcome::Done
     }
 
-    /// Starts the compile worker and warms it up with a tiny file, so the first save finds it
-    /// warm. Called once the server is ready; a failure is met (and said) by the first batch.
+    /// Starts the compile worker (or replaces it, if the compiler inputs changed) and warms it
+    /// up with a tiny file, so the next save finds it warm. Called once the server is ready and
+    /// after every full build; a failure is met (and said) by the next batch.
     pub async fn warm_up(&self, cancel: &CancellationToken) {
-        if !self.enabled {
+        if !self.enabled || cancel.is_cancelled() {
             return;
         }
         let Some((plan, Some(spec))) = self.prepare().await else {
