@@ -1,10 +1,11 @@
 //! Serving the HTTP port with limits, so that connections from the network can't pile up:
 //! a request head must arrive within a timeout (also the next one on a kept-alive connection),
-//! a response the client stops reading is dropped after [`WRITE_STALL`], open connections are capped (by the open-files budget, [`crate::limits`]), and one address
-//! may hold only a share of them.
+//! a response the client stops reading is dropped after [`WRITE_STALL`], open connections are
+//! capped (by the open-files budget, [`crate::limits`]), and one address may hold only a share
+//! of them.
 //!
 //! axum's own `serve` runs hyper without a timer, so it has no header timeout at all; this is the
-//! same hyper connection with one.
+//! same hyper connection with one, over a socket whose writes time out.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
