@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::build::{alive, env_refs, hanging_child, log_lines, wait_dead, BuildProject, Toolchain};
+use common::build::{alive, build_leader, env_refs, hanging_child, wait_dead, BuildProject, Toolchain};
 use common::chaos::{
     assert_healthy, group_members, open_fds, reset, reset_tcp, rss_kib, wait_clients, Socket, Target,
 };
@@ -663,12 +663,7 @@ async fn sigterm_in_the_middle_of_a_build_stops_everything_cleanly() {
         recv_type(ws, "core:build-start").await;
     }
     let child = hanging_child(&pidfile).await;
-    // The stand-in logs its own pid; it leads the build's process group.
-    let leader: i32 = log_lines(&project.log)[0]
-        .rsplit("pid ")
-        .next()
-        .and_then(|p| p.trim_end_matches(')').parse().ok())
-        .expect("the build script's pid");
+    let leader = build_leader(&project);
     let group = group_members(leader);
     assert!(
         group.contains(&leader) && group.contains(&child),

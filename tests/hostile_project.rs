@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::build::{alive, env_refs, hanging_child, log_lines, wait_dead, BuildProject};
+use common::build::{alive, build_leader, env_refs, hanging_child, wait_dead, BuildProject};
 use common::chaos::{group_members, rss_kib};
 use common::term::PtyDev;
 use common::{recv_close, recv_type, send_json, within, ws_connect, Dev, Ws};
@@ -55,11 +55,7 @@ async fn stops_cleanly_on(signal: Signal) {
     );
     dev.event("build-start").await;
     let child = hanging_child(&pidfile).await;
-    let leader: i32 = log_lines(&project.log)[0]
-        .rsplit("pid ")
-        .next()
-        .and_then(|p| p.trim_end_matches(')').parse().ok())
-        .expect("the build script's pid");
+    let leader = build_leader(&project);
 
     dev.signal(signal);
     let (code, _, before) = recv_close(&mut device).await;
@@ -367,6 +363,16 @@ async fn device_text_is_sanitised_on_every_output_path() {
 // Bounded by bytes
 // ---------------------------------------------------------------------------------------------
 
+/// `dev --json` for `project` on loopback, for tests that handle its pipes themselves.
+fn json_dev(project: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"));
+    cmd.args(["dev", "--json", "--no-initial-build"])
+        .args(common::LOOPBACK)
+        .arg("--project")
+        .arg(project);
+    cmd
+}
+
 /// Device logs of about a megabyte each while nobody reads the server's stderr (a terminal
 /// paused with Ctrl+S): the server holds a bounded amount of them, not all of them.
 #[tokio::test]
@@ -374,18 +380,7 @@ async fn huge_device_lines_under_a_stalled_terminal_take_bounded_memory() {
     const LINES: usize = 100;
     const GROWTH_KIB: u64 = 48 * 1024;
     let project = common::project();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
-        .args([
-            "dev",
-            "--json",
-            "--no-initial-build",
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-        ])
-        .args(["--bind", "127.0.0.1", "--host", "127.0.0.1", "--project"])
-        .arg(project.path())
+    let mut child = json_dev(project.path())
         .env("RUST_LOG", "jetstart=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -453,18 +448,7 @@ async fn huge_device_info_under_a_stalled_json_reader_takes_bounded_memory() {
     const DEVICES: usize = 100;
     const GROWTH_KIB: u64 = 40 * 1024;
     let project = common::project();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
-        .args([
-            "dev",
-            "--json",
-            "--no-initial-build",
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-        ])
-        .args(["--bind", "127.0.0.1", "--host", "127.0.0.1", "--project"])
-        .arg(project.path())
+    let mut child = json_dev(project.path())
         .env("RUST_LOG", "jetstart=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -117,23 +117,13 @@ async fn device_logs_are_coloured_on_a_terminal_and_plain_with_no_color() {
 #[tokio::test]
 async fn no_escape_codes_when_stdout_is_not_a_terminal() {
     let project = common::project();
-    let mut dev = Tool::spawn(
-        &[
-            "dev",
-            "--project",
-            project.path().to_str().expect("utf-8 path"),
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--host",
-            "127.0.0.1",
-            "--no-initial-build",
-        ],
-        &[],
-    );
+    let project_dir = project.path().to_str().expect("utf-8 path");
+    let args: Vec<&str> = ["dev", "--project", project_dir]
+        .into_iter()
+        .chain(common::LOOPBACK.iter().copied())
+        .chain(["--no-initial-build"])
+        .collect();
+    let mut dev = Tool::spawn(&args, &[]);
     let banner = dev.wait_for("Token: ", false).await;
     assert!(
         !banner.contains("Press"),

@@ -296,18 +296,11 @@ async fn one_server_per_project_and_a_dead_ones_lock_is_taken_over() {
     let before = std::fs::read(&session_file).expect("session file");
 
     let dir = project.path().to_str().expect("utf-8");
-    let output = run(&[
-        "dev",
-        "--project",
-        dir,
-        "--port",
-        "0",
-        "--ws-port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-    ])
-    .await;
+    let args: Vec<&str> = ["dev", "--project", dir]
+        .into_iter()
+        .chain(common::LOOPBACK.iter().copied())
+        .collect();
+    let output = run(&args).await;
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
     let pid = first.child.id().expect("running");

@@ -192,16 +192,7 @@ impl Driver {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut all = sink.lock().expect("lock");
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let stderr = super::collect_lines(stderr_pipe);
         Self {
             _process: Group(child),
             lines,

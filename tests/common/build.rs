@@ -245,6 +245,16 @@ pub fn sha256_hex(path: &Path) -> String {
         .collect()
 }
 
+/// The pid of the first build's script: the stand-in gradlew logs its own pid, and it leads
+/// the build's process group.
+pub fn build_leader(project: &BuildProject) -> i32 {
+    log_lines(&project.log)[0]
+        .rsplit("pid ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .expect("the build script's pid")
+}
+
 /// The pid the stand-in `gradlew` in hang mode writes to `FAKE_GRADLE_PIDFILE` (its child), once
 /// it is there.
 pub async fn hanging_child(pidfile: &Path) -> i32 {

@@ -27,6 +27,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Upper bound for any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `dev` flags every test server uses: ephemeral ports, loopback only.
+pub const LOOPBACK: &[&str] = &[
+    "--port",
+    "0",
+    "--ws-port",
+    "0",
+    "--bind",
+    "127.0.0.1",
+    "--host",
+    "127.0.0.1",
+];
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Field `n` (from 1) of a `/proc/<pid>/stat` line (proc_pid_stat(5)). The `(comm)` field may
@@ -148,17 +160,8 @@ impl Dev {
         cmd.arg("dev")
             .arg("--project")
             .arg(project)
-            .args([
-                "--json",
-                "--port",
-                "0",
-                "--ws-port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--host",
-                "127.0.0.1",
-            ])
+            .arg("--json")
+            .args(LOOPBACK)
             .args(extra)
             .env("RUST_LOG", "jetstart=debug")
             .envs(env.iter().copied())
@@ -187,16 +190,7 @@ impl Dev {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr_pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut all = sink.lock().expect("stderr lock");
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let stderr = collect_lines(stderr_pipe);
         let first = tokio::time::timeout(WAIT, events.recv())
             .await
             .unwrap_or_else(|_| panic!("no ready event; stderr:\n{}", stderr.lock().expect("lock")))
@@ -316,6 +310,21 @@ impl Dev {
     pub async fn wait_exit(&mut self) -> ExitStatus {
         within("dev to exit", self.child.wait()).await.expect("wait")
     }
+}
+
+/// Collects every line `pipe` gives, as it comes, into the returned text.
+pub fn collect_lines(pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut all = sink.lock().expect("lines lock");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    text
 }
 
 /// A `client:connect` message as JetStart's app sends it (no timestamp).

@@ -37,17 +37,8 @@ impl PtyDev {
         cmd.arg("dev");
         cmd.arg("--project");
         cmd.arg(project);
-        cmd.args([
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--host",
-            "127.0.0.1",
-            "--no-initial-build",
-        ]);
+        cmd.args(super::LOOPBACK);
+        cmd.arg("--no-initial-build");
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("NO_COLOR");
         cmd.env("RUST_LOG", "jetstart=info");
