@@ -279,11 +279,13 @@ async fn build(
             return;
         }
     }
-    gradle::run(&ctx, job.trigger(), files, &cancel, &off_said).await;
-    // A full build may have recorded new compile inputs (the first one always does): the worker
-    // for them starts and warms up now, so the save after the build finds it warm instead of
-    // starting it. Not part of the build: the next job needn't wait for it.
-    tokio::spawn(async move { hot.warm_up(&cancel).await });
+    let published = gradle::run(&ctx, job.trigger(), files, &cancel, &off_said).await;
+    if published {
+        // The build may have recorded new compile inputs (the first one always does): a worker
+        // for them starts and warms up now, so the save after the build finds it warm instead
+        // of starting it. Not part of the build: the next job needn't wait for it.
+        tokio::spawn(async move { hot.warm_up(&cancel).await });
+    }
 }
 
 #[cfg(test)]

@@ -132,9 +132,9 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// Starts a worker for `spec` unless one is running; a warm-up batch (`job`) then loads and
-    /// exercises the compiler so the first save finds it warm. Failures are left for the first
-    /// real batch to meet (and say).
+    /// Starts a worker for `spec` unless one is running; a new worker then gets a warm-up batch
+    /// (`job`) that loads and exercises the compiler, so the first save finds it warm. Failures
+    /// are left for the first real batch to meet (and say).
     pub async fn prepare(
         &self,
         spec: &Spec,
@@ -144,9 +144,13 @@ impl Warm {
     ) {
         let mut slot = self.slot.lock().await;
         let deadline = Instant::now() + READY_TIMEOUT;
-        if let Err(e) = ensure(&mut slot, spec, project, deadline, cancel).await {
-            tracing::debug!("compile worker not started: {e}");
-            return;
+        match ensure(&mut slot, spec, project, deadline, cancel).await {
+            Ok(true) => {}
+            Ok(false) => return, // the running worker is warm already
+            Err(e) => {
+                tracing::debug!("compile worker not started: {e}");
+                return;
+            }
         }
         if let (Some(job), Some(worker)) = (job, slot.as_mut()) {
             let started = Instant::now();
@@ -198,17 +202,17 @@ impl Warm {
     }
 }
 
-/// Makes `slot` hold a live worker for `spec`.
+/// Makes `slot` hold a live worker for `spec`; true if it had to start one.
 async fn ensure(
     slot: &mut Option<Worker>,
     spec: &Spec,
     project: &Path,
     deadline: Instant,
     cancel: &CancellationToken,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     if let Some(worker) = slot.as_mut() {
         if worker.spec == *spec && worker.child.try_wait().ok().flatten().is_none() {
-            return Ok(());
+            return Ok(false);
         }
         tracing::debug!("compile worker replaced: its compiler or d8 changed, or it exited");
         *slot = None;
@@ -217,7 +221,7 @@ async fn ensure(
     tokio::select! {
         started = Worker::start(spec, project, ready_by) => {
             *slot = Some(started.map_err(|e| Failure::Broken(format!("the compile worker did not start: {e:#}")))?);
-            Ok(())
+            Ok(true)
         }
         () = cancel.cancelled() => Err(Failure::Cancelled),
     }
