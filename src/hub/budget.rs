@@ -10,6 +10,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::protocol::CoreMessage;
+
 /// The most bytes of a device's `deviceInfo` (as JSON) kept as sent.
 pub const DEVICE_INFO_MAX: usize = 8 * 1024;
 /// The most bytes of a top-level string kept from a `deviceInfo` over [`DEVICE_INFO_MAX`].
@@ -50,10 +52,31 @@ pub fn device_info(info: Value) -> Value {
     Value::Object(kept)
 }
 
+/// The `core:log` message other devices get for a completed entry, encoded once; only an entry
+/// too big for [`RELAY_ENTRY_MAX`] is cut ([`relayed_entry`]) and encoded again.
+pub fn relayed_log(session_id: String, entry: Value) -> String {
+    let message = CoreMessage::Log {
+        session_id,
+        log: entry,
+    };
+    let text = message.encode();
+    if text.len() <= RELAY_ENTRY_MAX {
+        return text; // the entry, part of it, is smaller still
+    }
+    let CoreMessage::Log { session_id, log } = message else {
+        unreachable!("made as a log just above")
+    };
+    CoreMessage::Log {
+        session_id,
+        log: relayed_entry(log),
+    }
+    .encode()
+}
+
 /// The copy of a completed log entry that other devices get: as it is if small; otherwise
 /// JetStart's `LogEntry` fields only, the message cut to fit [`RELAY_ENTRY_MAX`] and ending in
 /// a note of how much was cut.
-pub fn relayed_entry(entry: Value) -> Value {
+fn relayed_entry(entry: Value) -> Value {
     if encoded_len(&entry) <= RELAY_ENTRY_MAX {
         return entry;
     }
@@ -138,6 +161,25 @@ mod tests {
         assert_eq!(device_info(info.clone()), info);
         let entry = json!({"id": "1", "message": "x".repeat(1000), "metadata": {"k": 1}});
         assert_eq!(relayed_entry(entry.clone()), entry);
+    }
+
+    #[test]
+    fn a_relayed_log_is_encoded_whole_when_small_and_cut_when_huge() {
+        let small = json!({"id": "1", "message": "hello", "metadata": {"k": 1}});
+        let text = relayed_log("s1".into(), small.clone());
+        let sent: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            (&sent["type"], &sent["sessionId"], &sent["log"]),
+            (&json!("core:log"), &json!("s1"), &small)
+        );
+        let huge = json!({"id": "1", "timestamp": 1, "level": "info", "tag": "t", "source": "app",
+                          "message": "m".repeat(1 << 20)});
+        let text = relayed_log("s1".into(), huge);
+        assert!(text.len() <= RELAY_ENTRY_MAX + 128, "{}", text.len());
+        let sent: Value = serde_json::from_str(&text).expect("JSON");
+        assert!(sent["log"]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("bytes cut]")));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::heartbeat::Heartbeat;
 use super::registry::{ClientInfo, CloseRequest, CloseSignal, RELAY_STALL};
 use super::violation;
 use super::Hub;
-use crate::protocol::{close, ClientMessage, CoreMessage};
+use crate::protocol::{close, ClientMessage};
 use crate::session::unix_ms;
 
 /// How long a close (and the rest of a half-written frame before it) may take to go out
@@ -358,11 +358,8 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
             // Completed to JetStart's `LogEntry`: browser clients read every field of it.
             let log = super::log_entry::complete(log, info.label());
             inner.reporter.device_log(info.label(), &log);
-            let message = CoreMessage::Log {
-                session_id: hub.session().id.clone(),
-                log: super::budget::relayed_entry(log),
-            };
-            Reply::Relay(Utf8Bytes::from(message.encode()))
+            let relayed = super::budget::relayed_log(hub.session().id.clone(), log);
+            Reply::Relay(Utf8Bytes::from(relayed))
         }
         ClientMessage::Disconnect { reason } => {
             let reason = crate::sanitize::shown(
