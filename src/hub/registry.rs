@@ -223,41 +223,46 @@ impl Registry {
     /// client whose queue is full is closed with 1013 and dropped, so it can't slow the others.
     /// Returns how many devices (not viewers) got the message.
     pub fn broadcast(&self, bytes: &Utf8Bytes) -> usize {
-        let (delivered, full) = broadcast_locked(&mut self.inner.lock(), bytes, |_| true);
-        warn_too_slow(&full, "can't keep up (its queue is full)");
-        delivered
+        self.broadcast_with(bytes, |_| true, |_| {})
     }
 
     /// [`Registry::broadcast`] of a `core:build-error`, remembered for viewers that connect
     /// later (until a build succeeds).
     pub fn broadcast_build_error(&self, bytes: &Utf8Bytes) -> usize {
-        let mut inner = self.inner.lock();
-        inner.last_error = Some(bytes.clone());
-        let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
-        drop(inner);
-        warn_too_slow(&full, "can't keep up (its queue is full)");
-        delivered
+        self.broadcast_with(bytes, |_| true, |inner| inner.last_error = Some(bytes.clone()))
     }
 
     /// Sends the same bytes to the viewers on this computer only (the `--json` event feed, which
-    /// names devices' addresses: nothing for token holders elsewhere on the network).
+    /// names devices' addresses: nothing for token holders elsewhere on the network). The hub
+    /// calls it only while there are such viewers.
     pub fn broadcast_local_viewers(&self, bytes: &Utf8Bytes) {
-        let mut inner = self.inner.lock();
-        if !inner.clients.values().any(|e| e.info.is_local_viewer()) {
-            return;
-        }
-        let (_, full) = broadcast_locked(&mut inner, bytes, ClientInfo::is_local_viewer);
-        drop(inner);
-        warn_too_slow(&full, "can't keep up (its queue is full)");
+        self.broadcast_with(bytes, ClientInfo::is_local_viewer, |_| {});
     }
 
     /// [`Registry::broadcast`] of a `core:build-complete`, remembered for devices that connect
     /// later in the same step: a device registering meanwhile gets it once, not twice.
     pub fn broadcast_build(&self, bytes: &Utf8Bytes, apk: ApkInfo) -> usize {
+        self.broadcast_with(
+            bytes,
+            |_| true,
+            |inner| {
+                inner.last_apk = Some(apk);
+                inner.last_error = None;
+            },
+        )
+    }
+
+    /// Under one lock, `remember` updates what later clients are greeted with and `bytes` go to
+    /// the clients in `audience`; the clients too slow for it are named once the lock is free.
+    fn broadcast_with(
+        &self,
+        bytes: &Utf8Bytes,
+        audience: impl Fn(&ClientInfo) -> bool,
+        remember: impl FnOnce(&mut Inner),
+    ) -> usize {
         let mut inner = self.inner.lock();
-        inner.last_apk = Some(apk);
-        inner.last_error = None;
-        let (delivered, full) = broadcast_locked(&mut inner, bytes, |_| true);
+        remember(&mut inner);
+        let (delivered, full) = broadcast_locked(&mut inner, bytes, audience);
         drop(inner);
         warn_too_slow(&full, "can't keep up (its queue is full)");
         delivered
