@@ -10,6 +10,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::pairing::host::is_loopback_peer;
 
 /// The peer's socket address, when the server was started with connect info (tests without
 /// a socket may leave it out; the guard then refuses).
@@ -99,14 +100,6 @@ impl FromRequestParts<Arc<AppState>> for LoopbackOnly {
     }
 }
 
-/// True for 127.0.0.0/8, `::1` and `::ffff:127.x.y.z` (an IPv4 peer on a dual-stack socket).
-pub fn is_loopback_peer(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-    }
-}
-
 /// True if a `Host` header value (`name`, `name:port`, `[v6]`, `[v6]:port`) names `localhost`,
 /// an IP literal, or `advertised` (case-insensitive). Anything malformed is refused.
 pub fn is_allowed_host(value: &str, advertised: &str) -> bool {
@@ -122,23 +115,6 @@ pub fn is_allowed_host(value: &str, advertised: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_peers() {
-        for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
-            assert!(is_loopback_peer(ip.parse().expect("ip")), "{ip}");
-        }
-        for ip in [
-            "192.168.1.20",
-            "10.0.0.1",
-            "::ffff:192.168.1.20",
-            "fe80::1",
-            "0.0.0.0",
-            "::",
-        ] {
-            assert!(!is_loopback_peer(ip.parse().expect("ip")), "{ip}");
-        }
-    }
 
     #[test]
     fn allowed_hosts() {

@@ -47,10 +47,7 @@ pub async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -
             "ws_url",
             Value::Text(&format!("ws://{host}:{}", state.advertised.ws_port)),
         ),
-        (
-            "http_url",
-            Value::Text(&format!("http://{host}:{}", state.advertised.http_port)),
-        ),
+        ("http_url", Value::Text(&state.advertised.http_base())),
         ("session_id", Value::Text(&session.id)),
         ("token", Value::Text(&session.token)),
         ("payload", Value::Text(&payload)),
@@ -62,11 +59,13 @@ pub async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -
         ),
         (
             "loopback_warning_hidden",
-            Value::Raw(if crate::term::banner::is_loopback_host(&state.advertised.host) {
-                ""
-            } else {
-                " hidden"
-            }),
+            Value::Raw(
+                if crate::pairing::host::is_loopback_host(&state.advertised.host) {
+                    ""
+                } else {
+                    " hidden"
+                },
+            ),
         ),
     ];
     let html = render(TEMPLATE, &values)?;

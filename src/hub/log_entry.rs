@@ -46,7 +46,7 @@ pub fn complete(log: Value, default_tag: &str) -> Value {
     }
     let level = match entry.get("level") {
         Some(Value::String(level)) => {
-            Level::parse(level).map_or_else(|| level.clone(), |l| name(l).to_owned())
+            Level::parse(level).map_or_else(|| level.clone(), |l| l.name().to_owned())
         }
         _ => DEFAULT_LEVEL.to_owned(),
     };
@@ -63,18 +63,6 @@ pub fn complete(log: Value, default_tag: &str) -> Value {
     };
     entry.insert("message".to_owned(), Value::String(message));
     Value::Object(entry)
-}
-
-/// JetStart's `LogLevel` value for a level.
-fn name(level: Level) -> &'static str {
-    match level {
-        Level::Verbose => "verbose",
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-        Level::Fatal => "fatal",
-    }
 }
 
 #[cfg(test)]

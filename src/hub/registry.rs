@@ -141,7 +141,7 @@ impl ClientInfo {
 
     /// A viewer on this computer: the only kind that gets the `--json` event feed.
     pub fn is_local_viewer(&self) -> bool {
-        self.role == Role::Viewer && self.addr.ip().to_canonical().is_loopback()
+        self.role == Role::Viewer && crate::pairing::host::is_loopback_peer(self.addr.ip())
     }
 
     /// The device model for human output, or its client id.

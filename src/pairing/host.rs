@@ -61,11 +61,7 @@ pub fn detect_lan_ipv4() -> Option<Ipv4Addr> {
 /// network's address): phones would be sent to it in vain. Hostnames, loopback and the
 /// Android emulator's view of the host (10.0.2.2, which is not a local address) pass.
 pub fn is_foreign_ip(host: &str) -> bool {
-    let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    else {
+    let Ok(ip) = crate::authority::unbracketed(host).parse::<IpAddr>() else {
         return false;
     };
     if ip.is_loopback() || ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)) {
@@ -119,12 +115,45 @@ pub fn parse_host_flag(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// True for 127.0.0.0/8, `::1` and `::ffff:127.x.y.z` (an IPv4 peer on a dual-stack socket).
+pub fn is_loopback_peer(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+/// True for `localhost` and loopback IP literals (`[::1]` too): addresses no phone can reach.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || crate::authority::unbracketed(host)
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn loopback_peers() {
+        for ip in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback_peer(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in [
+            "192.168.1.20",
+            "10.0.0.1",
+            "::ffff:192.168.1.20",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+        ] {
+            assert!(!is_loopback_peer(ip.parse().expect("ip")), "{ip}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The pairing banner: the QR code (fitted to the terminal and its background), the URLs, the
 //! project and the credentials.
 
+use crate::pairing::host::is_loopback_host;
 use crate::pairing::{qr, url_host, Pairing};
 
 /// How the banner's QR code is drawn.
@@ -54,13 +55,6 @@ pub fn banner_text(pairing: &Pairing<'_>, qr: Option<QrLayout>) -> String {
         token = pairing.token,
     ));
     text
-}
-
-/// True for `localhost` and loopback IP literals: addresses no phone can reach.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

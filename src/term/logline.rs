@@ -31,6 +31,18 @@ impl Level {
             _ => return None,
         })
     }
+
+    /// JetStart's `LogLevel` name for the level (lowercase).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Verbose => "verbose",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Fatal => "fatal",
+        }
+    }
 }
 
 /// Which log lines to show.

@@ -3,6 +3,8 @@
 
 use crossterm::style::{StyledContent, Stylize};
 
+use super::logline::Level;
+
 /// Paints text, or leaves it alone when colours are off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
@@ -47,14 +49,14 @@ impl Style {
     /// A log level, padded to 7 columns, coloured by severity (Logcat's usual colours).
     pub fn level(self, level: &str) -> String {
         let padded = format!("{level:<7}");
-        match level.to_ascii_lowercase().as_str() {
-            "verbose" | "v" => self.dim(&padded),
-            "debug" | "d" => self.blue(&padded),
-            "info" | "i" => self.green(&padded),
-            "warn" | "warning" | "w" => self.yellow(&padded),
-            "error" | "e" => self.red(&padded),
-            "fatal" | "assert" | "wtf" | "f" | "a" => self.paint(padded.as_str().dark_magenta().bold()),
-            _ => padded,
+        match Level::parse(level) {
+            Some(Level::Verbose) => self.dim(&padded),
+            Some(Level::Debug) => self.blue(&padded),
+            Some(Level::Info) => self.green(&padded),
+            Some(Level::Warn) => self.yellow(&padded),
+            Some(Level::Error) => self.red(&padded),
+            Some(Level::Fatal) => self.paint(padded.as_str().dark_magenta().bold()),
+            None => padded,
         }
     }
 }
