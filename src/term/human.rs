@@ -28,6 +28,38 @@ pub fn subject(trigger: Trigger, files: &[String]) -> String {
     }
 }
 
+/// The words a build's start, a skipped build and a hot reload read as, the same on the spinner
+/// and in the log: `Greeting.kt → hot reload → 2 devices in 212 ms (compile 150, dex 40)`.
+pub fn headline(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::BuildStart { kind, trigger, files } => {
+            let way = match kind {
+                BuildKind::Full => "full build",
+                BuildKind::Hot => "hot reload",
+            };
+            format!("{} → {way}", subject(*trigger, files))
+        }
+        Event::BuildSkipped {
+            trigger,
+            files,
+            reason,
+        } => format!("{} → {reason}", subject(*trigger, files)),
+        Event::DexReload {
+            files,
+            devices,
+            duration_ms,
+            compile_ms,
+            dex_ms,
+            ..
+        } => format!(
+            "{} → hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms})",
+            subject(Trigger::Save, files),
+            if *devices == 1 { "" } else { "s" }
+        ),
+        _ => return None,
+    })
+}
+
 /// Logs `event` as a human line (stderr, through tracing).
 pub fn log_human(event: &Event) {
     match event {
@@ -74,20 +106,11 @@ pub fn log_human(event: &Event) {
             Role::Viewer => tracing::debug!("viewer disconnected: {client_id} ({reason})"),
         },
         Event::BuildStart {
-            kind: BuildKind::Full,
-            trigger,
-            files,
-        } => tracing::info!("{} → full build", subject(*trigger, files)),
-        Event::BuildStart {
-            kind: BuildKind::Hot,
-            files,
-            ..
-        } => tracing::debug!("{} → hot reload", subject(Trigger::Save, files)),
-        Event::BuildSkipped {
-            trigger,
-            files,
-            reason,
-        } => tracing::info!("{} → {reason}", subject(*trigger, files)),
+            kind: BuildKind::Hot, ..
+        } => tracing::debug!("{}", headline(event).unwrap_or_default()),
+        Event::BuildStart { .. } | Event::BuildSkipped { .. } | Event::DexReload { .. } => {
+            tracing::info!("{}", headline(event).unwrap_or_default());
+        }
         Event::BuildComplete {
             apk_info,
             duration_ms,
@@ -99,20 +122,6 @@ pub fn log_human(event: &Event) {
             error, duration_ms, ..
         } => {
             tracing::error!("build failed after {}: {error}", ms(*duration_ms));
-        }
-        Event::DexReload {
-            files,
-            devices,
-            duration_ms,
-            compile_ms,
-            dex_ms,
-            ..
-        } => {
-            tracing::info!(
-                "{} → hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms})",
-                subject(Trigger::Save, files),
-                if *devices == 1 { "" } else { "s" }
-            );
         }
     }
 }
@@ -127,8 +136,9 @@ fn device_name(device_info: &Value) -> String {
     sanitize::shown(model, sanitize::FIELD_MAX)
 }
 
-fn ms(duration_ms: u64) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(duration_ms)).to_string()
+/// A build's duration as the spinner says it too (`850ms`, `3.4s`, `2m 05s`).
+pub fn ms(duration_ms: u64) -> String {
+    super::human_duration(std::time::Duration::from_millis(duration_ms))
 }
 
 #[cfg(test)]

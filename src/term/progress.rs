@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::human::subject;
+use super::human::{headline, ms};
 use super::{human_bytes, human_duration, output, Caps, Style};
-use crate::events::{BuildKind, Event, Trigger};
+use crate::events::{BuildKind, Event};
 
 /// How often the spinner redraws: smooth enough to look alive, rare enough to cost nothing.
 const TICK: Duration = Duration::from_millis(80);
@@ -81,30 +81,22 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
     let style = Style::new(caps.color);
     let mut slot = slot.lock();
     let (ok, message) = match event {
-        Event::BuildStart {
-            kind,
-            trigger,
-            files,
-        } => {
-            let subject = subject(*trigger, files);
+        Event::BuildStart { kind, .. } => {
+            let headline = headline(event).unwrap_or_default();
             let label = match kind {
                 BuildKind::Full => {
                     // Said at once: the developer learns which way the save went before the
                     // build (seconds to minutes) ends.
-                    line(style, &format!("{subject} → full build"));
+                    line(style, &headline);
                     "building".to_owned()
                 }
-                BuildKind::Hot => format!("{subject} → hot reload"),
+                BuildKind::Hot => headline,
             };
             *slot = Some(Progress::start(label, caps));
             return true;
         }
-        Event::BuildSkipped {
-            trigger,
-            files,
-            reason,
-        } => {
-            line(style, &format!("{} → {reason}", subject(*trigger, files)));
+        Event::BuildSkipped { .. } => {
+            line(style, &headline(event).unwrap_or_default());
             return true;
         }
         Event::BuildComplete {
@@ -133,19 +125,12 @@ pub fn show(slot: &Mutex<Option<Progress>>, event: &Event, caps: Caps) -> bool {
             ),
         ),
         Event::DexReload {
-            files,
-            class_names,
-            bytes,
-            devices,
-            duration_ms,
-            compile_ms,
-            dex_ms,
+            class_names, bytes, ..
         } => (
             true,
             format!(
-                "{} → hot reload → {devices} device{} in {duration_ms} ms (compile {compile_ms}, dex {dex_ms}) {}",
-                subject(Trigger::Save, files),
-                if *devices == 1 { "" } else { "s" },
+                "{} {}",
+                headline(event).unwrap_or_default(),
                 style.dim(&format!(
                     "{} class(es), {} of DEX",
                     class_names.len(),
@@ -171,13 +156,10 @@ pub fn line(style: Style, text: &str) {
     ));
 }
 
-fn ms(duration_ms: u64) -> String {
-    human_duration(Duration::from_millis(duration_ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Trigger;
     use crate::protocol::ApkInfo;
 
     #[test]
