@@ -40,12 +40,25 @@ pub fn printable(text: &str) -> String {
 
 /// [`printable`], cut to `max` characters with a note of how much was left out.
 pub fn shown(text: &str, max: usize) -> String {
-    let total = text.chars().count();
-    if total <= max {
-        return printable(text);
+    let (kept, left_out) = cut(text, max);
+    format!("{}{}", printable(kept), cut_note(left_out))
+}
+
+/// `text` cut to its first `max` characters, and how many characters were left out.
+pub fn cut(text: &str, max: usize) -> (&str, usize) {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => (&text[..at], text[at..].chars().count()),
+        None => (text, 0),
     }
-    let kept: String = text.chars().take(max).collect();
-    format!("{}… ({} more characters)", printable(&kept), total - max)
+}
+
+/// What follows a text [`cut`] short: `… (N more characters)`, or nothing if nothing was.
+pub fn cut_note(left_out: usize) -> String {
+    if left_out == 0 {
+        String::new()
+    } else {
+        format!("… ({left_out} more characters)")
+    }
 }
 
 /// `value` as one line of JSON in which every unsafe character is escaped (`\u009b`), not only

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::{clock, Style};
-use crate::sanitize::{printable, shown, FIELD_MAX, LINE_MAX};
+use crate::sanitize::{cut, cut_note, printable, shown, FIELD_MAX, LINE_MAX};
 
 /// Android log priorities, least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,16 +96,13 @@ pub fn format(log: &Value, device: Option<&str>, style: Style) -> String {
         format!(" {}", style.dim(&format!("[{}]", shown(d, FIELD_MAX))))
     });
     let message = log.get("message").and_then(Value::as_str).unwrap_or("");
-    let total = message.chars().count();
-    let kept: String = message.chars().take(LINE_MAX).collect();
+    let (kept, left_out) = cut(message, LINE_MAX);
     let mut lines = kept.lines();
     let first = printable(lines.next().unwrap_or(""));
     let mut rest: String = lines
         .map(|line| format!("\n{CONTINUATION}{}", printable(line)))
         .collect();
-    if total > LINE_MAX {
-        rest.push_str(&format!("… ({} more characters)", total - LINE_MAX));
-    }
+    rest.push_str(&cut_note(left_out));
     format!(
         "{} {} {}{device} {first}{rest}",
         style.dim(&clock(time)),
