@@ -51,8 +51,14 @@ pub fn resolve(root: &Path, path: &Path) -> Result<PathBuf, ReadError> {
 
 /// Reads `path`, which must resolve to a regular file inside `root` of at most `max` bytes.
 pub fn read(root: &Path, path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    read_resolved(root, path, max).map(|(_, bytes)| bytes)
+}
+
+/// [`read`], also returning where the file really is (for writing it back in place).
+pub fn read_resolved(root: &Path, path: &Path, max: u64) -> Result<(PathBuf, Vec<u8>), ReadError> {
     let resolved = resolve(root, path)?;
-    read_regular(&resolved, max).map_err(|e| e.named(path))
+    let bytes = read_regular(&resolved, max).map_err(|e| e.named(path))?;
+    Ok((resolved, bytes))
 }
 
 /// [`read`] as UTF-8 text (invalid sequences replaced).

@@ -23,13 +23,13 @@ pub fn update(
     self_writes: &SelfWrites,
 ) -> Result<bool> {
     use crate::project_file::{self, BUILD_FILE_MAX};
-    let original = match project_file::read(project_dir, build_file, BUILD_FILE_MAX) {
-        Ok(bytes) => bytes,
+    // Written where it really is: a link to a file elsewhere in the project stays a link.
+    let (build_file, original) = match project_file::read_resolved(project_dir, build_file, BUILD_FILE_MAX) {
+        Ok(read) => read,
         Err(e) if e.is_not_found() => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    // Written where it really is: a link to a file elsewhere in the project stays a link.
-    let build_file = &project_file::resolve(project_dir, build_file)?;
+    let build_file = &build_file;
     let Some(rewritten) =
         rewrite(&original, fields).with_context(|| format!("in {}", build_file.display()))?
     else {
