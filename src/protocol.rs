@@ -52,6 +52,8 @@ pub mod close {
     pub const REASON_TOO_SLOW: &str = "client too slow";
     /// 4004, `DELETE /clients/<id>`.
     pub const REASON_REVOKED: &str = "revoked by the developer";
+    /// 1000, the answer to `client:disconnect` (the client's own reason is only logged).
+    pub const REASON_CLIENT_DISCONNECTED: &str = "client disconnected";
 
     /// Every close code the server sends and what it means to the person whose client got it
     /// (`jetstart-rs connect` says it; docs/protocol.md lists the same).

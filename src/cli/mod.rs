@@ -70,7 +70,7 @@ const DEV_EXAMPLES: &str = "Examples:
   jetstart-rs dev --host 192.168.1.20      advertise this address in the QR code
   jetstart-rs dev --json | jq .            machine-readable events
 
-Keys (on a terminal): r reload devices, b rebuild, c show the QR code, d devices, q quit, ? help";
+Keys (on a terminal): r reload devices, b rebuild, a adb (reverse, install, start), c show the QR code, d devices, q quit, ? help";
 
 const CONNECT_EXAMPLES: &str = "Examples:
   jetstart-rs connect                       use ./.jetstart/session.properties

@@ -16,7 +16,6 @@ use crate::hub::ClientSnapshot;
 use crate::protocol::{close, CoreMessage, ReloadType};
 use crate::session::Session;
 
-/// The close reason a revoked device gets with 4004.
 /// Why the session was rotated, as reported in the `session-rotated` event.
 pub const ROTATE_REASON: &str = "rotated by the developer";
 

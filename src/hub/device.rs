@@ -367,7 +367,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
                 crate::sanitize::FIELD_MAX,
             );
             tracing::debug!(client = %info.client_id, "device disconnecting: {reason}");
-            Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
+            Reply::Close(CloseRequest::frame(
+                close::NORMAL,
+                close::REASON_CLIENT_DISCONNECTED,
+            ))
         }
         ClientMessage::Connect { .. } | ClientMessage::Unknown => {
             tracing::debug!(client = %info.client_id, "ignoring an unexpected message type");
@@ -380,9 +383,10 @@ fn on_text(hub: &Hub, info: &ClientInfo, text: &str) -> Reply {
 /// no sign of a device's activity (the session may expire under it).
 fn on_viewer_text(info: &ClientInfo, message: ClientMessage) -> Reply {
     match message {
-        ClientMessage::Disconnect { .. } => {
-            Reply::Close(CloseRequest::frame(close::NORMAL, "client disconnected"))
-        }
+        ClientMessage::Disconnect { .. } => Reply::Close(CloseRequest::frame(
+            close::NORMAL,
+            close::REASON_CLIENT_DISCONNECTED,
+        )),
         ClientMessage::Heartbeat {} => Reply::Nothing,
         _ => {
             tracing::debug!(client = %info.client_id, "ignoring a viewer's message other than heartbeat or disconnect");
