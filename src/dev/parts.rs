@@ -126,9 +126,7 @@ impl Parts {
 /// The hub's share of the settings.
 fn hub_settings(config: &Config, advertised: &Advertised) -> HubSettings {
     HubSettings {
-        project_name: config.project_name.clone(),
-        advertised_host: config.host.clone(),
-        http_base: advertised.http_base(),
+        advertised: advertised.clone(),
         allowed_origins: config.allowed_origins.clone(),
         auth_timeout: config.auth_timeout,
         max_clients: config.max_clients,

@@ -49,7 +49,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, mut ti
     let mut url_token = UrlToken::Absent;
     let mut refused_origin = None;
     let check = UpgradeCheck {
-        advertised_host: &settings.advertised_host,
+        advertised_host: &settings.advertised.host,
         allowed: &settings.allowed_origins,
         url_token: &mut url_token,
         refused_origin: &mut refused_origin,
@@ -80,7 +80,7 @@ pub(super) async fn handle(hub: Hub, stream: TcpStream, addr: SocketAddr, mut ti
         Ok(Err(e)) => {
             tracing::debug!(%addr, "WebSocket upgrade failed: {e}");
             if handshake::is_plain_http(&e) {
-                handshake::refuse_plain_http(wire.stream(), &settings.http_base).await;
+                handshake::refuse_plain_http(wire.stream(), &settings.advertised.http_base()).await;
             }
             return;
         }
@@ -248,7 +248,7 @@ async fn run(hub: &Hub, ws: Socket, accepted: Accepted) {
         let mut greeting = vec![Utf8Bytes::from(
             CoreMessage::Connected {
                 session_id: session.id.clone(),
-                project_name: inner.settings.project_name.clone(),
+                project_name: inner.settings.advertised.project_name.clone(),
                 client_id: client_id.clone(),
             }
             .encode(),

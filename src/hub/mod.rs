@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::events::Event;
+use crate::pairing::Advertised;
 use crate::protocol::{close, CoreMessage};
 use crate::session::{Session, SessionStore};
 use crate::term::reporter::Reporter;
@@ -43,10 +44,8 @@ pub const REFUSALS_AT_ONCE: usize = 8;
 /// The hub's share of the settings.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
-    pub project_name: String,
-    pub advertised_host: String,
-    /// `http://<host>:<port>`, the base of download URLs.
-    pub http_base: String,
+    /// The host, ports and project name phones are given (download URLs, `core:connected`).
+    pub advertised: Advertised,
     pub allowed_origins: Vec<String>,
     pub auth_timeout: Duration,
     pub max_clients: usize,
@@ -210,7 +209,8 @@ impl Hub {
     pub fn download_url(&self, session: &Session) -> String {
         format!(
             "{}/download/app.apk?token={}",
-            self.inner.settings.http_base, session.token
+            self.inner.settings.advertised.http_base(),
+            session.token
         )
     }
 
