@@ -8,7 +8,6 @@
 //! same hyper connection with one, over a socket whose writes time out.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Connections one address may hold: this share of the cap (at least [`PER_ADDRESS_MIN`]).
-const PER_ADDRESS_SHARE: usize = 4;
-/// A browser opens a few connections to one page.
+use crate::hub::per_address::{self, Counts};
+
+/// Connections one address may hold at least, whatever its share of the cap
+/// ([`per_address::SHARE`]): a browser opens a few connections to one page.
 const PER_ADDRESS_MIN: usize = 2;
 
 /// How long a response may make no progress before its connection is dropped: a phone
@@ -45,17 +45,16 @@ pub struct Limits {
 
 /// Connections per address; an entry lives as long as its connections.
 #[derive(Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+struct PerAddress(Mutex<Counts>);
 
 impl PerAddress {
     /// Counts a connection from `key` unless it already holds `share`.
     fn enter(self: &Arc<Self>, key: IpAddr, share: usize) -> Option<AddressSlot> {
         let mut counts = self.0.lock();
-        let count = counts.entry(key).or_insert(0);
-        if *count >= share {
+        if counts.get(key) >= share {
             return None;
         }
-        *count += 1;
+        counts.add(key);
         Some(AddressSlot {
             table: self.clone(),
             key,
@@ -70,20 +69,14 @@ struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut counts = self.table.0.lock();
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        self.table.0.lock().remove(self.key);
     }
 }
 
 /// Serves `router` on `listener` until `stop`, then lets open connections finish their request.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let share = (limits.max_connections / PER_ADDRESS_SHARE).max(PER_ADDRESS_MIN);
+    let share = (limits.max_connections / per_address::SHARE).max(PER_ADDRESS_MIN);
     let per_address = Arc::new(PerAddress::default());
     let connections = TaskTracker::new();
     loop {

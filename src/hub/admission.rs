@@ -14,7 +14,7 @@
 //!   could evict its own held-back guesses and never wait for an answer.
 
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,9 +22,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::address_key;
-
-/// Pending sockets one address may hold: this share of `--max-clients`.
-const PER_ADDRESS_SHARE: usize = 4;
+use super::per_address::{Counts, SHARE};
 
 #[derive(Debug)]
 struct Pending {
@@ -41,7 +39,7 @@ struct Table {
     /// Pending sockets by age (ids only grow).
     pending: BTreeMap<u64, Pending>,
     /// Pending sockets per address, held-back evicted ones included.
-    per_address: HashMap<IpAddr, usize>,
+    per_address: Counts,
     /// Evicted sockets whose hold had not ended: their address's count until then.
     held: Vec<(IpAddr, Instant)>,
     next_id: u64,
@@ -54,7 +52,7 @@ impl Table {
         };
         match pending.held_until.filter(|until| *until > now) {
             Some(until) => self.held.push((pending.key, until)),
-            None => self.uncount(pending.key),
+            None => self.per_address.remove(pending.key),
         }
         pending.evict.cancel();
     }
@@ -62,17 +60,8 @@ impl Table {
     /// Takes `id` off the pending list.
     fn forget(&mut self, id: u64) -> Option<Pending> {
         let pending = self.pending.remove(&id)?;
-        self.uncount(pending.key);
+        self.per_address.remove(pending.key);
         Some(pending)
-    }
-
-    fn uncount(&mut self, key: IpAddr) {
-        if let Some(count) = self.per_address.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_address.remove(&key);
-            }
-        }
     }
 
     /// Ends the holds that are over.
@@ -86,7 +75,7 @@ impl Table {
             keep
         });
         for key in over {
-            self.uncount(key);
+            self.per_address.remove(key);
         }
     }
 }
@@ -115,7 +104,7 @@ impl Admission {
         Arc::new(Self {
             table: Mutex::new(Table::default()),
             max: max_clients.max(1),
-            per_address: (max_clients / PER_ADDRESS_SHARE).max(1),
+            per_address: (max_clients / SHARE).max(1),
         })
     }
 
@@ -127,7 +116,7 @@ impl Admission {
         if !table.held.is_empty() {
             table.release_held(now);
         }
-        if table.per_address.get(&key).copied().unwrap_or(0) >= self.per_address {
+        if table.per_address.get(key) >= self.per_address {
             return Admit::AddressFull;
         }
         let victim = if table.open >= self.max {
@@ -153,7 +142,7 @@ impl Admission {
                 held_until: None,
             },
         );
-        *table.per_address.entry(key).or_insert(0) += 1;
+        table.per_address.add(key);
         Admit::Open(Ticket {
             admission: self.clone(),
             id,

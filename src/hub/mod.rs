@@ -10,6 +10,7 @@ mod fanout;
 pub mod handshake;
 mod heartbeat;
 mod log_entry;
+pub mod per_address;
 pub mod registry;
 mod violation;
 
