@@ -3,7 +3,6 @@
 //! requests (the `b` key).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
@@ -21,13 +20,13 @@ pub struct Artifact {
 /// channel: only the latest one matters.
 #[derive(Debug, Clone)]
 pub struct Artifacts {
-    latest: Arc<watch::Sender<Option<Artifact>>>,
+    latest: watch::Sender<Option<Artifact>>,
 }
 
 impl Default for Artifacts {
     fn default() -> Self {
         Self {
-            latest: Arc::new(watch::Sender::new(None)),
+            latest: watch::Sender::new(None),
         }
     }
 }
@@ -36,6 +35,11 @@ impl Artifacts {
     /// The APK built by this run, if any.
     pub fn latest(&self) -> Option<Artifact> {
         self.latest.borrow().clone()
+    }
+
+    /// True once this run has built an APK.
+    pub fn any(&self) -> bool {
+        self.latest.borrow().is_some()
     }
 
     /// Publishes a freshly built APK. (Devices that connect later get its `core:build-complete`:

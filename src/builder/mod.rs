@@ -213,7 +213,7 @@ async fn schedule(
                 let any = *devices.borrow_and_update();
                 let full_coming = running.as_ref().is_some_and(|r| r.full) || pending.is_full();
                 if !had_device && any && ctx.settings.initial_build
-                    && ctx.artifacts.latest().is_none() && !full_coming
+                    && !ctx.artifacts.any() && !full_coming
                 {
                     tracing::debug!("first device connected and no APK built yet: initial build");
                     pending.request(Trigger::FirstDevice);
