@@ -160,7 +160,7 @@ async fn schedule(
     ready: oneshot::Receiver<()>,
     stop: CancellationToken,
 ) {
-    let hot = Arc::new(HotPath::new(&ctx.settings));
+    let hot = Arc::new(HotPath::new(ctx.settings.clone()));
     let warming = hot.clone();
     let warm_stop = stop.clone();
     tokio::spawn(async move {

@@ -6,7 +6,7 @@
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,22 +30,15 @@ pub enum Outcome {
 /// The hot path of one server: its settings, its compile worker, what it said last.
 #[derive(Debug)]
 pub struct HotPath {
-    project: PathBuf,
-    enabled: bool,
-    /// `-Xmx` of the compile worker; `None` with `--no-compile-worker`.
-    worker_heap: Option<String>,
-    build_timeout: Duration,
+    settings: Arc<Settings>,
     warm: Warm,
     notes: Notes,
 }
 
 impl HotPath {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: Arc<Settings>) -> Self {
         Self {
-            project: settings.project_dir.clone(),
-            enabled: settings.hot_reload,
-            worker_heap: settings.worker_heap.clone(),
-            build_timeout: settings.build_timeout,
+            settings,
             warm: Warm::default(),
             notes: Notes::default(),
         }
@@ -60,7 +53,7 @@ impl HotPath {
         shown: Vec<String>,
         cancel: &CancellationToken,
     ) -> Outcome {
-        if !self.enabled {
+        if !self.settings.hot_reload {
             tracing::debug!("hot reload is off (--no-hot-reload): full build");
             return Outcome::FullBuild;
         }
@@ -69,7 +62,7 @@ impl HotPath {
         };
         let started = Instant::now();
         publish.hot_reload_started(shown.clone());
-        let deadline = started + self.build_timeout;
+        let deadline = started + self.settings.build_timeout;
         let patch = match self
             .compile(&plan, spec.as_ref(), sources, deadline, cancel)
             .await
@@ -96,7 +89,7 @@ impl HotPath {
     /// up with a tiny file, so the next save finds it warm. Called once the server is ready and
     /// after every full build; a failure is met (and said) by the next batch.
     pub async fn warm_up(&self, cancel: &CancellationToken) {
-        if !self.enabled || cancel.is_cancelled() {
+        if !self.settings.hot_reload || cancel.is_cancelled() {
             return;
         }
         let Some((plan, Some(spec))) = self.prepare().await else {
@@ -119,7 +112,9 @@ impl HotPath {
             classes: &classes,
             dex: &dex,
         });
-        self.warm.prepare(&spec, &self.project, job, cancel).await;
+        self.warm
+            .prepare(&spec, &self.settings.project_dir, job, cancel)
+            .await;
     }
 
     /// Stops the compile worker (on shutdown).
@@ -135,7 +130,7 @@ impl HotPath {
     /// The plan for this batch and, when the worker can serve it, the worker's spec; `None`
     /// (after saying why, once) when there is no hot path.
     async fn prepare(&self) -> Option<(Plan, Option<Spec>)> {
-        let project = self.project.clone();
+        let project = self.settings.project_dir.clone();
         // A few folders and files are read: off the runtime's workers.
         let looked = tokio::task::spawn_blocking(move || {
             let found = Found::discover();
@@ -182,7 +177,7 @@ impl HotPath {
     }
 
     fn worker_spec(&self, found: &Found, plan: &Plan) -> Result<Spec, String> {
-        let heap = self.worker_heap.clone().ok_or("--no-compile-worker")?;
+        let heap = self.settings.worker_heap.clone().ok_or("--no-compile-worker")?;
         let java = found
             .java
             .clone()
@@ -213,7 +208,17 @@ impl HotPath {
         cancel: &CancellationToken,
     ) -> anyhow::Result<DexPatch> {
         if let Some(spec) = spec {
-            match worker::compile(&self.warm, spec, plan, &self.project, sources, deadline, cancel).await {
+            match worker::compile(
+                &self.warm,
+                spec,
+                plan,
+                &self.settings.project_dir,
+                sources,
+                deadline,
+                cancel,
+            )
+            .await
+            {
                 Ok(patch) => {
                     self.notes.forget("worker");
                     return Ok(patch);
@@ -227,7 +232,7 @@ impl HotPath {
                 Err(other) => return Err(other.into()),
             }
         }
-        hot::compile_cold(plan, &self.project, sources, deadline, cancel).await
+        hot::compile_cold(plan, &self.settings.project_dir, sources, deadline, cancel).await
     }
 }
 
