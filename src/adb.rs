@@ -19,11 +19,11 @@ const ADB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the `a` key (or `--adb`) works with.
 #[derive(Debug, Clone)]
-pub struct Targets<'a> {
-    pub http_port: u16,
-    pub ws_port: u16,
+struct Targets<'a> {
+    http_port: u16,
+    ws_port: u16,
     /// The last APK built and its application id, if any.
-    pub apk: Option<(&'a Path, Option<&'a str>)>,
+    apk: Option<(&'a Path, Option<&'a str>)>,
 }
 
 /// The `a` action for a server on `http_port` and `ws_port` with the APK `artifacts` holds,
@@ -43,7 +43,7 @@ pub async fn answer(artifacts: &Artifacts, http_port: u16, ws_port: u16, cancel:
 }
 
 /// `$ANDROID_HOME/platform-tools/adb` (an explicit SDK wins), else `adb` on `PATH`.
-pub fn find() -> Option<PathBuf> {
+fn find() -> Option<PathBuf> {
     tools::android_sdk()
         .map(|sdk| sdk.join("platform-tools/adb"))
         .filter(|p| tools::is_executable(p))
@@ -52,7 +52,7 @@ pub fn find() -> Option<PathBuf> {
 
 /// Runs the whole `a` action on every connected device; returns one line per device (or one
 /// saying why nothing happened), for the terminal.
-pub async fn apply(targets: &Targets<'_>, cancel: &CancellationToken) -> Vec<String> {
+async fn apply(targets: &Targets<'_>, cancel: &CancellationToken) -> Vec<String> {
     let Some(adb) = find() else {
         return vec![
             "adb not found ($ANDROID_HOME/platform-tools or PATH): install the Android SDK's \

@@ -6,9 +6,9 @@
 /// Descriptors the server needs besides its sockets: stdio, two listeners, the runtime's epoll
 /// and wakers, signal pipes, inotify, a build's and the compile worker's pipes, files being
 /// read or written. An idle server holds about 16.
-pub const RESERVED: u64 = 32;
+const RESERVED: u64 = 32;
 /// HTTP connections at most: the pairing page, `/health` and downloads need a handful.
-pub const HTTP_MAX: usize = 128;
+const HTTP_MAX: usize = 128;
 /// HTTP connections at least, however low the limit.
 const HTTP_MIN: usize = 4;
 
@@ -23,7 +23,7 @@ pub struct Budget {
 
 /// The budget for `asked` devices under an open-files limit of `limit` (`None`: unlimited).
 /// `refusals` descriptors are kept for answering connections with 503.
-pub fn budget(limit: Option<u64>, asked: usize, refusals: usize) -> Budget {
+fn budget(limit: Option<u64>, asked: usize, refusals: usize) -> Budget {
     let Some(limit) = limit else {
         return Budget {
             max_clients: asked,
@@ -40,7 +40,7 @@ pub fn budget(limit: Option<u64>, asked: usize, refusals: usize) -> Budget {
 }
 
 /// The soft open-files limit of this process (`main` lifts it to the hard limit first).
-pub fn fd_limit() -> Option<u64> {
+fn fd_limit() -> Option<u64> {
     use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, _)) if soft != RLIM_INFINITY => Some(soft),
