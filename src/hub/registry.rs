@@ -49,11 +49,21 @@ pub enum CloseRequest {
 }
 
 impl CloseRequest {
+    /// A close frame after everything queued.
     pub fn frame(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::Frame {
             code,
             reason: reason.into(),
             drain: true,
+        }
+    }
+
+    /// A close frame at once: what is queued is dropped with the connection.
+    pub fn frame_now(code: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Frame {
+            code,
+            reason: reason.into(),
+            drain: false,
         }
     }
 
@@ -392,11 +402,7 @@ fn warn_too_slow(ids: &[String], why: &str) {
 
 /// 1013 without draining: what is queued is what the device couldn't take.
 fn too_slow() -> CloseRequest {
-    CloseRequest::Frame {
-        code: close::TRY_AGAIN_LATER,
-        reason: close::REASON_TOO_SLOW.into(),
-        drain: false,
-    }
+    CloseRequest::frame_now(close::TRY_AGAIN_LATER, close::REASON_TOO_SLOW)
 }
 
 #[cfg(test)]

@@ -34,11 +34,7 @@ pub fn close_request(error: &WsError) -> Option<CloseRequest> {
     let (code, reason) = close_code(error)?;
     tracing::debug!("closing a device with {code}: {error}");
     // Nothing queued is worth sending after a violation: the stream can't be trusted.
-    Some(CloseRequest::Frame {
-        code,
-        reason: reason.into(),
-        drain: false,
-    })
+    Some(CloseRequest::frame_now(code, reason))
 }
 
 #[cfg(test)]
