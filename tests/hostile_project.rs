@@ -363,14 +363,38 @@ async fn device_text_is_sanitised_on_every_output_path() {
 // Bounded by bytes
 // ---------------------------------------------------------------------------------------------
 
-/// `dev --json` for `project` on loopback, for tests that handle its pipes themselves.
-fn json_dev(project: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"));
-    cmd.args(["dev", "--json", "--no-initial-build"])
+/// `dev --json` for `project` on loopback with `RUST_LOG=<log>` and stderr going to `stderr`,
+/// once it is ready: the child, the rest of its stdout, and the `ready` event.
+async fn json_dev(
+    project: &Path,
+    log: &str,
+    stderr: Stdio,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    Value,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jetstart-rs"))
+        .args(["dev", "--json", "--no-initial-build"])
         .args(common::LOOPBACK)
         .arg("--project")
-        .arg(project);
-    cmd
+        .arg(project)
+        .env("RUST_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready: Value = serde_json::from_str(
+        &within("ready", events.next_line())
+            .await
+            .expect("read")
+            .expect("a line"),
+    )
+    .expect("JSON");
+    (child, events, ready)
 }
 
 /// Device logs of about a megabyte each while nobody reads the server's stderr (a terminal
@@ -380,23 +404,9 @@ async fn huge_device_lines_under_a_stalled_terminal_take_bounded_memory() {
     const LINES: usize = 100;
     const GROWTH_KIB: u64 = 48 * 1024;
     let project = common::project();
-    let mut child = json_dev(project.path())
-        .env("RUST_LOG", "jetstart=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped()) // never read
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    // stderr is piped and never read.
+    let (mut child, mut events, ready) = json_dev(project.path(), "jetstart=info", Stdio::piped()).await;
     let _stalled = child.stderr.take();
-    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready: Value = serde_json::from_str(
-        &within("ready", events.next_line())
-            .await
-            .expect("read")
-            .expect("a line"),
-    )
-    .expect("JSON");
     // The rest of stdout is read, so only stderr stalls.
     tokio::spawn(async move { while let Ok(Some(_)) = events.next_line().await {} });
     let pid = child.id().expect("pid");
@@ -448,23 +458,8 @@ async fn huge_device_info_under_a_stalled_json_reader_takes_bounded_memory() {
     const DEVICES: usize = 100;
     const GROWTH_KIB: u64 = 40 * 1024;
     let project = common::project();
-    let mut child = json_dev(project.path())
-        .env("RUST_LOG", "jetstart=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
     // Only the first line is read; the pipe stays open and full from then on.
-    let mut events = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready: Value = serde_json::from_str(
-        &within("ready", events.next_line())
-            .await
-            .expect("read")
-            .expect("a line"),
-    )
-    .expect("JSON");
+    let (child, events, ready) = json_dev(project.path(), "jetstart=warn", Stdio::null()).await;
     let pid = child.id().expect("pid");
     let ws_url = format!("ws://127.0.0.1:{}", ready["wsPort"]);
     let (id, token) = (
