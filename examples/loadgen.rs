@@ -227,6 +227,13 @@ impl Server {
         let project = tempfile::Builder::new().prefix("loadgen-").tempdir()?;
         write_project(project.path())?;
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        if !fixtures.is_dir() {
+            // Builds would fail silently and every fan-out wait time out.
+            bail!(
+                "{} is gone (this loadgen was built in another checkout): rebuild it here",
+                fixtures.display()
+            );
+        }
         let mut cmd = Command::new(binary);
         cmd.arg("dev")
             .arg("--project")
